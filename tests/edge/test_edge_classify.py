@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pytest
+from edge_images import synthetic_frame
+
+from edge.classify import FrameClassifier, RunSummary, classify_frames, softmax, tile_records
+from edge.decode import FrameError
+from edge.outputs import FRAMES_FILE, PARTIAL, TILES_FILE, RunWriter
+from edge.runners import make_runner
+from edge.sources import FrameRef
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bundle):
+    return FrameClassifier(tiny_bundle, make_runner(tiny_bundle))
+
+
+def test_softmax_rows_and_stability():
+    logits = np.array([[0.0, 0.0], [1000.0, 0.0], [-5.0, 5.0]], np.float32)
+    probs = softmax(logits)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(probs[0], [0.5, 0.5])
+    assert np.isfinite(probs).all() and probs[1, 0] == pytest.approx(1.0)
+    np.testing.assert_allclose(probs[2], [np.exp(-10) / (1 + np.exp(-10)), 1 / (1 + np.exp(-10))],
+                               rtol=1e-5)
+
+
+def test_classify_matches_runner(classifier, tiny_bundle):
+    image = synthetic_frame(480, 640, 3)
+    result = classifier.classify(image)
+    assert (result.width, result.height) == (640, 480)
+    assert result.boxes.shape == (48, 4)
+    assert result.class_ids.shape == (48,) and result.confidences.shape == (48,)
+    assert set(result.timings_ms) == {"preprocess", "inference", "postprocess"}
+    from edge.preprocess import frame_to_tiles
+
+    m = tiny_bundle.manifest
+    logits = classifier.runner.run(frame_to_tiles(image, m.input, m.tiling).tiles)
+    np.testing.assert_array_equal(result.class_ids, logits.argmax(axis=1))
+    np.testing.assert_allclose(result.confidences, softmax(logits).max(axis=1), rtol=1e-6)
+
+
+def test_classify_ref_timings_and_untileable_frame_named(classifier):
+    ok = classifier.classify_ref(FrameRef("good.png", lambda: synthetic_frame(256, 256), 1.5))
+    assert list(ok.timings_ms) == ["decode", "preprocess", "inference", "postprocess"]
+    assert ok.timings_ms["decode"] == 1.5
+    small = FrameRef("cam/small.png", lambda: synthetic_frame(10, 300))
+    with pytest.raises(FrameError, match=r"^cam/small\.png: .*smaller than one tile"):
+        classifier.classify_ref(small)
+    odd = FrameRef("odd.tif", lambda: np.zeros((64, 64), np.int32))
+    with pytest.raises(FrameError, match=r"^odd\.tif: .*int32"):
+        classifier.classify_ref(odd)
+
+
+def test_tile_records_contract(classifier):
+    result = classifier.classify(synthetic_frame(256, 256))
+    records = tile_records("f.png", result, ["s", "b", "d", "r"])
+    assert len(records) == 64
+    first = records[0]
+    assert list(first) == ["frame", "x", "y", "w", "h", "label", "class_id", "confidence"]
+    assert (first["x"], first["y"], first["w"], first["h"]) == (0, 0, 32, 32)
+    assert json.loads(json.dumps(records)) == records  # plain JSON types
+
+
+def _refs(*names):
+    def ref(name):
+        if name.startswith("bad"):
+            def load():
+                raise FrameError(f"{name}: corrupt")
+            return FrameRef(name, load)
+        return FrameRef(name, lambda: synthetic_frame(256, 256))
+    return [ref(n) for n in names]
+
+
+def test_classify_frames_summary(classifier, tmp_path):
+    seen = []
+    summary = classify_frames(_refs("a", "bad1", "b"), classifier, tmp_path,
+                              on_frame=lambda name, err: seen.append((name, err)))
+    assert (summary.frames, summary.classified, summary.tiles) == (3, 2, 128)
+    assert summary.skipped == [("bad1", "bad1: corrupt")] and summary.exit_code == 2
+    assert seen == [("a", None), ("bad1", "bad1: corrupt"), ("b", None)]
+    report = summary.report()
+    json.dumps(report)
+    assert report["stage_ms"]["inference"]["count"] == 2
+    assert sum(report["class_shares"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(report["outputs"]) == {TILES_FILE, FRAMES_FILE}
+
+
+def test_exit_code_zero_when_nothing_skipped():
+    assert RunSummary().exit_code == 0
+
+
+def test_crash_mid_run_publishes_nothing(classifier, tmp_path):
+    def explode():
+        raise RuntimeError("camera bus fault")
+
+    refs = _refs("a") + [FrameRef("boom", explode)]
+    with pytest.raises(RuntimeError):
+        classify_frames(refs, classifier, tmp_path)
+    assert not (tmp_path / TILES_FILE).exists() and not (tmp_path / FRAMES_FILE).exists()
+    # what was written so far stays in the partial files, marked as incomplete
+    assert (tmp_path / (FRAMES_FILE + PARTIAL)).read_text().count("\n") == 1
+
+
+def test_run_writer_commit_and_close(tmp_path):
+    writer = RunWriter(tmp_path / "o")
+    writer.write_tiles([{"frame": "a", "x": 0}])
+    writer.write_frame({"frame": "a"})
+    assert (tmp_path / "o" / (TILES_FILE + PARTIAL)).read_text() == '{"frame":"a","x":0}\n'
+    final = writer.commit()
+    writer.close()  # harmless after commit
+    assert final[TILES_FILE].read_text() == '{"frame":"a","x":0}\n'
+    assert final[FRAMES_FILE].read_text() == '{"frame":"a"}\n'
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [FRAMES_FILE, TILES_FILE]
+
+    aborted = RunWriter(tmp_path / "p")
+    aborted.write_frame({"frame": "x"})
+    aborted.close()
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        FRAMES_FILE + PARTIAL, TILES_FILE + PARTIAL]

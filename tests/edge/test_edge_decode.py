@@ -1,0 +1,146 @@
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from edge_images import synthetic_frame, write_frame
+
+from edge.decode import MAX_PIXELS, FrameError, decode_image, read_image
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A well-formed PNG header claiming ``width`` x ``height`` grey pixels, with one tiny IDAT."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + _png_chunk(b"IEND", b""))
+
+
+def huge_jpeg(width: int, height: int) -> bytes:
+    """SOI, a baseline SOF0 claiming ``width`` x ``height``, EOI."""
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    return b"\xff\xd8" + sof + b"\x00" * 8 + b"\xff\xd9"
+
+
+def _encode(ext: str, image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(ext, image)
+    assert ok
+    return buf.tobytes()
+
+
+def _read_error(path: Path) -> str:
+    with pytest.raises(FrameError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message  # the error names the file
+    return message
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    assert "empty" in _read_error(path)
+
+
+def test_truncated_jpeg(tmp_path):
+    data = _encode(".jpg", synthetic_frame(64, 64, 3))
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    assert "truncated JPEG" in _read_error(path)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_truncated_png(tmp_path, keep):
+    data = _encode(".png", synthetic_frame(64, 64, 3))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: int(len(data) * keep)])
+    assert "truncated PNG" in _read_error(path)
+
+
+def test_random_bytes_with_jpg_extension(tmp_path):
+    path = tmp_path / "noise.jpg"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    assert "not a readable image" in _read_error(path)
+
+
+def test_corrupt_png_body(tmp_path):
+    data = bytearray(_encode(".png", synthetic_frame(64, 64)))
+    data[60:120] = b"\x00" * 60  # inside IDAT; signature and IEND intact
+    path = tmp_path / "bad.png"
+    path.write_bytes(bytes(data))
+    _read_error(path)
+
+
+def test_png_header_claiming_enormous_size(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(huge_png(100_000, 100_000))
+    message = _read_error(path)
+    assert "100000x100000" in message and str(MAX_PIXELS) in message
+
+
+def test_jpeg_header_claiming_enormous_size(tmp_path):
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(huge_jpeg(65_000, 65_000))
+    assert "65000x65000" in _read_error(path)
+
+
+def test_png_header_size_is_parsed_right():
+    # Within the limit the header check lets the decoder speak (this one is not decodable).
+    with pytest.raises(FrameError, match="not a readable image"):
+        decode_image(huge_png(64, 64), "small.png")
+
+
+def test_missing_file(tmp_path):
+    assert "cannot read" in _read_error(tmp_path / "absent.png")
+
+
+def test_directory_instead_of_file(tmp_path):
+    folder = tmp_path / "dir.png"
+    folder.mkdir()
+    _read_error(folder)
+
+
+def test_error_uses_given_name(tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(FrameError, match=r"^sub/empty\.jpg: "):
+        read_image(path, "sub/empty.jpg")
+
+
+@pytest.mark.parametrize(
+    ("name", "image"),
+    [
+        ("grey8.png", synthetic_frame(40, 50)),
+        ("grey16.png", synthetic_frame(40, 50, dtype=np.uint16)),
+        ("bgr8.png", synthetic_frame(40, 50, 3)),
+        ("bgr16.png", synthetic_frame(40, 50, 3, dtype=np.uint16)),
+        ("bgra8.png", synthetic_frame(40, 50, 4)),
+        ("grey.tif", synthetic_frame(40, 50, dtype=np.uint16)),
+    ],
+)
+def test_lossless_formats_round_trip(tmp_path, name, image):
+    path = write_frame(tmp_path / name, image)
+    decoded = read_image(path)
+    assert decoded.dtype == image.dtype
+    np.testing.assert_array_equal(decoded, image)
+
+
+@pytest.mark.parametrize(("channels", "shape"), [(0, (40, 50)), (3, (40, 50, 3))])
+def test_jpeg_decodes(tmp_path, channels, shape):
+    image = synthetic_frame(40, 50, channels)
+    path = write_frame(tmp_path / "f.jpg", image)
+    decoded = read_image(path)
+    assert decoded.shape == shape and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - image.astype(int)).mean() < 16  # noise is lossy in JPEG
+    assert abs(decoded.mean() - image.mean()) < 3
+
+
+def test_jpeg_with_trailing_padding_is_accepted(tmp_path):
+    data = _encode(".jpg", synthetic_frame(32, 32))
+    assert decode_image(data + b"\x00" * 32, "padded.jpg").shape == (32, 32)
