@@ -1,0 +1,1 @@
+"""Training: dataset loaders, contrastive pretraining and linear probes (torch imported lazily)."""

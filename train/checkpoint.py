@@ -1,0 +1,60 @@
+"""Atomic checkpoints that record the run's config and the project revision."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def git_revision() -> str:
+    """The project's git revision (with ``+dirty`` if uncommitted changes), or 'unknown'."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
+    """torch.save into a temporary file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable or not of the expected kind."""
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str) -> dict[str, Any]:
+    """Load a checkpoint written by this project and check its ``kind`` field."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for bad files
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from exc
+    if not isinstance(obj, dict) or obj.get("kind") != kind:
+        found = obj.get("kind") if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{path}: expected a '{kind}' checkpoint, found {found!r}")
+    return obj

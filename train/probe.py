@@ -1,0 +1,129 @@
+"""Linear probe: a linear head on frozen encoder features, trained on a fraction of the labels."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from train.checkpoint import git_revision, load_checkpoint, save_atomic
+from train.datasets.ai4mars import CLASSES
+from train.datasets.label_fraction import sample_fraction
+from train.models import Encoder, EncoderConfig
+from train.tiles import TileDataConfig, load_split_tiles
+
+MIN_TILES_FOR_RECALL = 10
+
+
+@dataclass
+class ProbeConfig:
+    """Train a linear head on ``label_fraction`` of the scored train tiles (stratified)."""
+
+    encoder: str = "runs/pretrain/encoder.pt"
+    out: str = "runs/probe/probe.pt"
+    data: TileDataConfig = field(default_factory=TileDataConfig)
+    label_fraction: float = 0.1
+    seed: int = 0
+    steps: int = 500
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    class_balanced: bool = True
+
+
+def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
+    """Encoder and its checkpoint dict from an ``encoder`` checkpoint."""
+    ckpt = load_checkpoint(path, "encoder")
+    cfg = ckpt["encoder_config"]
+    encoder = Encoder(EncoderConfig(cfg["in_channels"], cfg["width"], tuple(cfg["blocks"])))
+    encoder.load_state_dict(ckpt["state_dict"])
+    return encoder.eval(), ckpt
+
+
+@torch.no_grad()
+def extract_features(encoder: Encoder, tiles: np.ndarray, batch: int = 2048) -> torch.Tensor:
+    """Tiles float32 (N, C, S, S) -> features float32 (N, D), encoder in eval mode."""
+    encoder.eval()
+    out = [encoder(torch.from_numpy(tiles[i:i + batch])) for i in range(0, len(tiles), batch)]
+    return torch.cat(out)
+
+
+def evaluate(pred: np.ndarray, target: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Accuracy, mean per-class recall over classes with at least 10 tiles, confusion matrix."""
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (target, pred), 1)
+    support = confusion.sum(1)
+    recall = {classes[c]: float(confusion[c, c] / support[c]) for c in range(k) if support[c]}
+    scored = [classes[c] for c in range(k) if support[c] >= MIN_TILES_FOR_RECALL]
+    return {
+        "tiles": int(len(target)),
+        "accuracy": float((pred == target).mean()) if len(target) else float("nan"),
+        "mean_recall": float(np.mean([recall[c] for c in scored])) if scored else float("nan"),
+        "recall_classes": scored,
+        "per_class_recall": recall,
+        "support": {classes[c]: int(support[c]) for c in range(k)},
+        "confusion": confusion.tolist(),
+    }
+
+
+def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                      cfg: ProbeConfig) -> nn.Linear:
+    """Full-batch AdamW on frozen features (N, D) with labels (N,) -> nn.Linear(D, K)."""
+    torch.manual_seed(cfg.seed)
+    head = nn.Linear(feats.shape[1], num_classes)
+    weight = None
+    if cfg.class_balanced:
+        counts = torch.bincount(labels, minlength=num_classes).float().clamp(min=1)
+        weight = counts.sum() / (num_classes * counts)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    for _ in range(cfg.steps):
+        opt.zero_grad()
+        loss = loss_fn(head(feats), labels)
+        loss.backward()
+        opt.step()
+    return head
+
+
+def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
+    """Train and evaluate the probe; writes ``cfg.out`` and returns validation metrics."""
+    t0 = time.perf_counter()
+    encoder, enc_ckpt = load_encoder(cfg.encoder)
+    train = load_split_tiles(cfg.data, "train").scored()
+    val = load_split_tiles(cfg.data, "val").scored()
+    chosen = sample_fraction(dict(enumerate(train.labels.tolist())), cfg.label_fraction, cfg.seed)
+    idx = np.array(sorted(chosen))
+    log(f"{len(idx)} labelled train tiles ({cfg.label_fraction:.0%} of {len(train.labels)}), "
+        f"{len(val.labels)} scored val tiles")
+    feats = extract_features(encoder, train.tiles[idx])
+    head = train_linear_head(feats, torch.from_numpy(train.labels[idx]), len(CLASSES), cfg)
+    with torch.no_grad():
+        pred = head(extract_features(encoder, val.tiles)).argmax(1).numpy()
+    metrics = evaluate(pred, val.labels, CLASSES) | {
+        "dataset": "ai4mars", "split": "validation (clock-ordered, latest 20% of frames)",
+        "label_fraction": cfg.label_fraction, "labelled_tiles": int(len(idx)),
+        "val_frames": len(val.ids),
+    }
+    save_atomic({
+        "kind": "probe",
+        "encoder_checkpoint": str(cfg.encoder),
+        "encoder_config": enc_ckpt["encoder_config"],
+        "encoder_state": encoder.state_dict(),
+        "head_state": head.state_dict(),
+        "classes": CLASSES,
+        "input": enc_ckpt["input"],
+        "tiling": enc_ckpt["tiling"],
+        "pretrain_config": enc_ckpt["config"],
+        "probe_config": asdict(cfg),
+        "metrics": metrics,
+        "git_revision": git_revision(),
+    }, cfg.out)
+    log(json.dumps({k: metrics[k] for k in ("accuracy", "mean_recall", "tiles")})
+        + f" in {time.perf_counter() - t0:.1f} s")
+    return metrics

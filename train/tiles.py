@@ -1,0 +1,45 @@
+"""AI4Mars tiles for training and evaluation, through edge's one preprocessing function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.preprocess import InputSpec
+from edge.tiling import TilingSpec
+from train.datasets.ai4mars import TileSet, load_ai4mars
+
+
+@dataclass(frozen=True)
+class TileDataConfig:
+    """Where the AI4Mars frames are, how they are tiled, and optional frame limits (for quick
+    runs and tests: the first N frames of each split in clock order)."""
+
+    root: str = "../shared/data/ai4mars-msl-ncam-256"
+    tile_pixels: int = 32
+    reference_width: int = 256
+    tile: int = 32
+    stride: int = 32
+    val_fraction: float = 0.2
+    max_train_frames: int | None = None
+    max_val_frames: int | None = None
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The network input: grey tiles of ``tile_pixels``."""
+        return InputSpec(tile_pixels=self.tile_pixels, channels=1, mean=(0.5,), std=(0.25,))
+
+    @property
+    def tiling(self) -> TilingSpec:
+        """The tile grid at the reference width."""
+        return TilingSpec(self.reference_width, self.tile, self.stride)
+
+
+def load_split_tiles(cfg: TileDataConfig, split: str, with_labels: bool = True) -> TileSet:
+    """Tiles of one clock-ordered split ('train' or 'val')."""
+    data = load_ai4mars(Path(cfg.root))
+    ids = data.splits(cfg.val_fraction)[split]
+    limit = cfg.max_train_frames if split == "train" else cfg.max_val_frames
+    if limit is not None:
+        ids = ids[:limit]
+    return data.load_tiles(ids, cfg.input_spec, cfg.tiling, with_labels=with_labels)
