@@ -9,9 +9,11 @@ from pathlib import Path
 
 import typer
 
+from edge import __version__
 from edge.bench import BenchConfig, bench, format_table
 from edge.bundle import DEFAULT_MODEL, BundleError, load_bundle
 from edge.classify import FrameClassifier, classify_frames
+from edge.outputs import RUN_FILE, write_json_atomic
 from edge.runners import BACKENDS, make_runner
 from edge.sources import SourceError, open_source
 
@@ -52,9 +54,10 @@ def classify_command(
 ) -> None:
     """Classify the terrain tiles of every frame in SOURCE.
 
-    Writes OUT/tiles.jsonl (one line per tile) and OUT/frames.jsonl (one line per
-    frame). Exit status: 0 all frames classified, 2 some frames skipped for bad
-    input (the rest are classified), 1 usage or model error.
+    Writes OUT/tiles.jsonl (one line per tile), OUT/frames.jsonl (one line per
+    frame) and OUT/run.json (model, options, summary). Exit status: 0 all frames
+    classified, 2 some frames skipped for bad input (the rest are classified),
+    1 usage or model error.
 
     Example: edge classify ../shared/data/ai4mars-msl-ncam-256/images --out out/demo
     """
@@ -69,6 +72,20 @@ def classify_command(
     except OSError as exc:  # --out is a file, not writable, disk full: no result is published
         raise fail(f"cannot write the results to '{out}' ({exc.strerror or exc})") from None
     report = summary.report()
+    run = {
+        "edge_version": __version__,
+        "command": " ".join(["edge", *sys.argv[1:]]),
+        "source": source,
+        "model": {"path": str(bundle.path), "name": bundle.manifest.name,
+                  "sha256": bundle.manifest.sha256, "precision": bundle.manifest.precision},
+        "options": {"threads": threads, "backend": backend, "max_frames": max_frames,
+                    "recursive": recursive},
+        "summary": report,
+    }
+    try:
+        write_json_atomic(out / RUN_FILE, run)
+    except OSError as exc:
+        raise fail(f"cannot write '{out / RUN_FILE}' ({exc.strerror or exc})") from None
     if not quiet:
         _print_summary(report, out)
     raise typer.Exit(code=summary.exit_code)

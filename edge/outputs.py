@@ -10,7 +10,20 @@ from typing import Any, TextIO
 
 TILES_FILE = "tiles.jsonl"
 FRAMES_FILE = "frames.jsonl"
+RUN_FILE = "run.json"
 PARTIAL = ".partial"
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON to ``path.partial``, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + PARTIAL)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
 
 
 class RunWriter:

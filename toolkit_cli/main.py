@@ -35,6 +35,10 @@ app.add_typer(sim_app, name="sim")
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; usage errors exit 1 (exit 2 is reserved for 'some frames skipped')."""
+    saved_argv = sys.argv
+    if argv is not None:
+        # Commands record their own invocation (manifests, run.json) from sys.argv.
+        sys.argv = ["edge", *argv]
     try:
         code = app(args=argv, standalone_mode=False)
     except TyperException as exc:  # usage errors and bad parameters
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except Abort:
         typer.echo("aborted", err=True)
         code = 130
+    finally:
+        sys.argv = saved_argv
     if not isinstance(code, int):
         code = 0
     if argv is None:

@@ -49,7 +49,11 @@ def test_all_good_exit_0_and_exact_fields(frames_dir, tmp_path, tiny_bundle):
         assert t["label"] == CLASSES[t["class_id"]]
         assert 1 / len(CLASSES) <= t["confidence"] <= 1.0
     assert not list(out.glob("*.partial"))
-    assert sorted(p.name for p in out.iterdir()) == ["frames.jsonl", "tiles.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["frames.jsonl", "run.json", "tiles.jsonl"]
+    run = json.loads((out / "run.json").read_text())
+    manifest = json.loads((tiny_bundle.path / "manifest.json").read_text())
+    assert run["model"]["sha256"] == manifest["sha256"]
+    assert run["summary"]["classified"] == 2 and run["summary"]["skipped"] == []
 
 
 def test_boxes_in_original_pixels_for_512_frame(frames_dir, tmp_path, tiny_bundle):
