@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from train.tiles import default_data_root
+
 app = typer.Typer(help="Export trained models as bundles for the edge runtime "
                        "(needs the [train] extra).", no_args_is_help=True)
 
@@ -20,7 +22,7 @@ def onnx_command(
     checkpoint: Path = typer.Option(Path("runs/probe/probe.pt"), help="Probe checkpoint."),
     out: Path = typer.Option(Path("runs/bundle"), help="Bundle folder to write."),
     name: str = typer.Option("terrain", help="Model name recorded in the manifest."),
-    data: Path = typer.Option(Path("../shared/data/ai4mars-msl-ncam-256"),
+    data: Path = typer.Option(Path(default_data_root() / "ai4mars-msl-ncam-256"),
                               help="AI4Mars folder whose val tiles the check runs on."),
     check_frames: int = typer.Option(16, min=0, help="Val frames to compare torch and ONNX on "
                                                       "(0: random tiles)."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -77,15 +78,34 @@ def compare_with_torch(model: nn.Module, model_path: Path, tiles: np.ndarray) ->
     return float(np.abs(expected - got).max())
 
 
+def _strict_json(value: Any) -> Any:
+    """NaN and infinities (e.g. a mean recall with no class of 10 tiles) -> None, recursively,
+    so that manifest.json stays strict JSON for every reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
 def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) -> Bundle:
     """Write the bundle; raises ExportError (nothing written) when ONNX disagrees with torch.
 
     ``check_tiles``: float32 (N, C, S, S) real tiles to compare on; random tiles if None.
     """
     ckpt = load_checkpoint(cfg.checkpoint, "probe")
-    model = classifier_from_probe(ckpt)
-    spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["input"].items()})
-    tiling = TilingSpec(**ckpt["tiling"])
+    try:
+        model = classifier_from_probe(ckpt)
+        spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in ckpt["input"].items()})
+        tiling = TilingSpec(**ckpt["tiling"])
+    except CheckpointError as exc:
+        raise CheckpointError(f"{cfg.checkpoint}: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{cfg.checkpoint}: incomplete or malformed probe checkpoint "
+                              f"({type(exc).__name__}: {exc}); re-run 'edge train probe'") from exc
     shape = (1, spec.channels, spec.tile_pixels, spec.tile_pixels)
     model_bytes = to_onnx_bytes(model, torch.zeros(shape), cfg.opset)
     if check_tiles is None:
@@ -105,12 +125,12 @@ def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) 
     manifest = Manifest(
         name=cfg.name, classes=list(ckpt["classes"]), input=spec, tiling=tiling,
         precision="fp32", sha256="",
-        provenance={
+        provenance=_strict_json({
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["edge", *sys.argv[1:]]) if sys.argv else None,
             "git_revision": git_revision(),
             "training_git_revision": ckpt.get("git_revision"),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "data": {"dataset": "AI4Mars Navcam (ai4mars-msl-ncam-256)",
                      "pretrain": "unlabelled train-split tiles",
                      "labels": f"{ckpt['probe_config']['label_fraction']:.0%} of scored "
@@ -120,7 +140,7 @@ def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) 
             "probe_config": ckpt["probe_config"],
             "onnx": {"opset": cfg.opset, "max_abs_diff_vs_torch": diff,
                      "checked_tiles": int(len(check_tiles))},
-        },
-        metrics={k: v for k, v in ckpt["metrics"].items()},
+        }),
+        metrics=_strict_json(ckpt["metrics"]),
     )
     return write_bundle(out, model_bytes, manifest)

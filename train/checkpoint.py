@@ -31,6 +31,10 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes the file 0600; give it the umask's permissions, as torch.save does.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fh.fileno(), 0o666 & ~umask)
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())

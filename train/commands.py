@@ -8,9 +8,10 @@ from pathlib import Path
 import typer
 
 from train.datasets.errors import DatasetError
+from train.tiles import default_data_root
 
-DATA_ROOT = "../shared/data"
-AI4MARS = f"{DATA_ROOT}/ai4mars-msl-ncam-256"
+DATA_ROOT = str(default_data_root())
+AI4MARS = str(default_data_root() / "ai4mars-msl-ncam-256")
 
 train_app = typer.Typer(help="Contrastive pretraining and linear probes (needs the [train] extra).",
                         no_args_is_help=True)

@@ -52,7 +52,7 @@ def _save(cfg: PretrainConfig, encoder: Encoder, history: list[dict], path: Path
         "config": asdict(cfg),
         "history": history,
         "git_revision": git_revision(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }, path)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from train.checkpoint import git_revision, load_checkpoint, save_atomic
 from train.datasets.ai4mars import CLASSES
+from train.datasets.errors import DatasetError
 from train.datasets.label_fraction import sample_fraction
 from train.models import Encoder, EncoderConfig
 from train.tiles import TileDataConfig, load_split_tiles
@@ -97,6 +98,11 @@ def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
     encoder, enc_ckpt = load_encoder(cfg.encoder)
     train = load_split_tiles(cfg.data, "train").scored()
     val = load_split_tiles(cfg.data, "val").scored()
+    for split, tiles in (("train", train), ("val", val)):
+        if not len(tiles.labels):
+            raise DatasetError(f"{cfg.data.root}: no scored {split} tiles (a tile is scored when "
+                               "labelled pixels cover half of it with a 3/4 majority); "
+                               "use more frames or check the masks")
     chosen = sample_fraction(dict(enumerate(train.labels.tolist())), cfg.label_fraction, cfg.seed)
     idx = np.array(sorted(chosen))
     log(f"{len(idx)} labelled train tiles ({cfg.label_fraction:.0%} of {len(train.labels)}), "

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edge.preprocess import InputSpec
 from edge.tiling import TilingSpec
 from train.datasets.ai4mars import TileSet, load_ai4mars
 
 
+def default_data_root() -> Path:
+    """``$MARS_DATA``, else the ``shared/data`` folder beside this checkout."""
+    env = os.environ.get("MARS_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
 @dataclass(frozen=True)
 class TileDataConfig:
     """Where the AI4Mars frames are, how they are tiled, and optional frame limits (for quick
-    runs and tests: the first N frames of each split in clock order)."""
+    runs and tests: N frames spread evenly over each split's clock range)."""
 
-    root: str = "../shared/data/ai4mars-msl-ncam-256"
+    root: str = str(default_data_root() / "ai4mars-msl-ncam-256")
     tile_pixels: int = 32
     reference_width: int = 256
     tile: int = 32
@@ -35,11 +44,20 @@ class TileDataConfig:
         return TilingSpec(self.reference_width, self.tile, self.stride)
 
 
+def spread(ids: list[str], limit: int | None) -> list[str]:
+    """At most ``limit`` ids spread evenly over the clock-ordered list (all if None).
+
+    Quick runs then still see many drives and terrains, not one drive sequence."""
+    if limit is None or limit >= len(ids):
+        return list(ids)
+    picks = np.linspace(0, len(ids) - 1, num=limit).round().astype(int)
+    return [ids[i] for i in picks]
+
+
 def load_split_tiles(cfg: TileDataConfig, split: str, with_labels: bool = True) -> TileSet:
-    """Tiles of one clock-ordered split ('train' or 'val')."""
+    """Tiles of one clock-ordered split ('train' or 'val'), subsampled by :func:`spread`."""
     data = load_ai4mars(Path(cfg.root))
     ids = data.splits(cfg.val_fraction)[split]
     limit = cfg.max_train_frames if split == "train" else cfg.max_val_frames
-    if limit is not None:
-        ids = ids[:limit]
-    return data.load_tiles(ids, cfg.input_spec, cfg.tiling, with_labels=with_labels)
+    return data.load_tiles(spread(ids, limit), cfg.input_spec, cfg.tiling,
+                           with_labels=with_labels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from train.datasets.errors import DatasetError
@@ -31,8 +32,14 @@ def read_class_map(path: Path) -> list[str]:
     return [names[i] for i in range(len(names))]
 
 
-def read_label_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
-    """``<file> <class id>`` lines -> [(file, class id)], checked against ``num_classes``."""
+def read_label_list(path: Path, num_classes: int,
+                    check_file: Callable[[str], str | None] | None = None
+                    ) -> list[tuple[str, int]]:
+    """``<file> <class id>`` lines -> [(file, class id)], checked against ``num_classes``.
+
+    ``check_file`` (optional) returns what is wrong with a file name, or None if nothing is;
+    errors name the path and line number.
+    """
     rows = []
     for lineno, line in enumerate(require(path, "a label list (<file> <class id> lines)")
                                   .read_text().splitlines(), 1):
@@ -44,5 +51,8 @@ def read_label_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
         label = int(parts[1])
         if not 0 <= label < num_classes:
             raise DatasetError(f"{path}:{lineno}: class id {label} outside 0..{num_classes - 1}")
+        problem = check_file(parts[0]) if check_file else None
+        if problem:
+            raise DatasetError(f"{path}:{lineno}: {problem}")
         rows.append((parts[0], label))
     return rows

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.datasets.errors import DatasetError
 from train.datasets.label_fraction import sample_fraction
 from train.datasets.listfile import read_class_map, read_label_list, require
 
@@ -24,6 +23,11 @@ _COPY_SUFFIX = re.compile(r"-(fh|fv|r90|r180|r270)(?=\.[A-Za-z]+$)")
 def original_of(file: str) -> str:
     """The original image a (possibly augmented) file name derives from."""
     return _COPY_SUFFIX.sub("", file)
+
+
+def _sol_problem(file: str) -> str | None:
+    """What is wrong with a file name that does not start with its 4-digit sol, else None."""
+    return None if file[:4].isdigit() else f"file name {file!r} does not start with a 4-digit sol"
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,6 @@ def load_msl(root: str | Path) -> MslDataset:
         path = root / name
         if split == "test" and not path.exists():
             continue  # withheld for independent evaluation
-        items = []
-        for file, label in read_label_list(path, len(classes)):
-            if not file[:4].isdigit():
-                raise DatasetError(f"{path}: file name {file!r} does not start with a 4-digit sol")
-            items.append(MslItem(file, label, original_of(file), int(file[:4])))
-        splits[split] = items
+        splits[split] = [MslItem(file, label, original_of(file), int(file[:4]))
+                         for file, label in read_label_list(path, len(classes), _sol_problem)]
     return MslDataset(root=root, classes=classes, splits=splits)

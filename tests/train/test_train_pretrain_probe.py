@@ -1,0 +1,221 @@
+"""train.pretrain and train.probe end to end on a tiny synthetic AI4Mars folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from train_fixtures import make_ai4mars, write_image
+
+import train.pretrain
+from train.checkpoint import CheckpointError, load_checkpoint
+from train.datasets.ai4mars import CLASSES, UNLABELLED
+from train.datasets.errors import DatasetError
+from train.models import ENCODER_PRESETS
+from train.pretrain import PretrainConfig, TrainingError, pretrain
+from train.probe import MIN_TILES_FOR_RECALL, ProbeConfig, evaluate, load_encoder, probe
+from train.tiles import TileDataConfig, load_split_tiles
+
+
+def quiet(*_args: object) -> None:
+    """A log function that prints nothing."""
+
+
+def pretrain_config(root: Path, out: Path, frames: int = 4, **kw: object) -> PretrainConfig:
+    """Tiny run: ``frames`` train frames of 64 tiles, batches of 32, one epoch, one thread."""
+    return PretrainConfig(out_dir=str(out), preset="tiny",
+                          data=TileDataConfig(root=str(root), max_train_frames=frames),
+                          batch_size=32, epochs=1, threads=1, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(ai4mars_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One pretraining run and one probe on it (shared by the tests of this module)."""
+    out = tmp_path_factory.mktemp("pretrain")
+    logs: list[str] = []
+    ckpt = pretrain(pretrain_config(ai4mars_root, out / "run"), log=logs.append)
+    pcfg = ProbeConfig(encoder=str(ckpt), out=str(out / "probe" / "probe.pt"),
+                       data=TileDataConfig(root=str(ai4mars_root), max_train_frames=4),
+                       label_fraction=0.5, steps=30)
+    metrics = probe(pcfg, log=logs.append)
+    return {"ckpt": ckpt, "probe_cfg": pcfg, "metrics": metrics, "logs": logs}
+
+
+# --- pretraining ----------------------------------------------------------------------------
+
+def test_pretrain_writes_an_encoder_checkpoint(trained, ai4mars_root):
+    ckpt_path = trained["ckpt"]
+    assert ckpt_path.name == "encoder.pt"
+    ckpt = load_checkpoint(ckpt_path, "encoder")
+    assert ckpt["encoder_config"] == ENCODER_PRESETS["tiny"].to_dict()
+    assert ckpt["input"] == {"tile_pixels": 32, "channels": 1, "mean": (0.5,), "std": (0.25,)}
+    assert ckpt["tiling"] == {"reference_width": 256, "tile": 32, "stride": 32}
+    assert ckpt["config"]["data"]["root"] == str(ai4mars_root)
+    assert ckpt["git_revision"]
+    (record,) = ckpt["history"]
+    assert record["epoch"] == 0
+    assert record["steps"] == 4 * 64 // 32
+    assert math.isfinite(record["loss"]) and record["loss"] > 0
+    assert any("loaded 256 unlabelled train tiles" in line for line in trained["logs"])
+    config = json.loads((ckpt_path.parent / "config.json").read_text())
+    assert config["batch_size"] == 32 and config["git_revision"]
+    assert sorted(p.name for p in ckpt_path.parent.iterdir()) == ["config.json", "encoder.pt"]
+
+
+def test_load_encoder_restores_the_weights(trained):
+    encoder, ckpt = load_encoder(trained["ckpt"])
+    assert not encoder.training
+    for k, v in encoder.state_dict().items():
+        assert torch.equal(v, ckpt["state_dict"][k])
+    with torch.no_grad():
+        assert encoder(torch.zeros(2, 1, 32, 32)).shape == (2, 64)
+
+
+def test_pretrain_is_deterministic_for_a_seed(ai4mars_root, tmp_path):
+    a = pretrain(pretrain_config(ai4mars_root, tmp_path / "a", frames=1), log=quiet)
+    b = pretrain(pretrain_config(ai4mars_root, tmp_path / "b", frames=1), log=quiet)
+    ca, cb = load_checkpoint(a, "encoder"), load_checkpoint(b, "encoder")
+    assert all(torch.equal(ca["state_dict"][k], cb["state_dict"][k]) for k in ca["state_dict"])
+    assert ca["history"][0]["loss"] == cb["history"][0]["loss"]
+
+
+def test_non_finite_loss_raises_training_error(ai4mars_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(train.pretrain, "nt_xent",
+                        lambda z1, z2, t: (z1.sum() + z2.sum()) * float("nan"))
+    with pytest.raises(TrainingError, match="loss became nan at epoch 0 step 0") as err:
+        pretrain(pretrain_config(ai4mars_root, tmp_path / "run", frames=1), log=quiet)
+    assert "last good checkpoint: none" in str(err.value)
+    assert not (tmp_path / "run" / "encoder.pt").exists()
+
+
+def test_non_finite_loss_after_an_epoch_names_the_last_good_checkpoint(ai4mars_root, tmp_path,
+                                                                       monkeypatch):
+    calls = []
+    real = train.pretrain.nt_xent
+
+    def failing_in_second_epoch(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
+        calls.append(1)
+        loss = real(z1, z2, t)
+        return loss * float("inf") if len(calls) > 2 else loss  # 2 steps per epoch
+
+    monkeypatch.setattr(train.pretrain, "nt_xent", failing_in_second_epoch)
+    cfg = replace(pretrain_config(ai4mars_root, tmp_path / "run", frames=1), epochs=3)
+    with pytest.raises(TrainingError, match="loss became inf at epoch 1 step 0") as err:
+        pretrain(cfg, log=quiet)
+    ckpt_path = tmp_path / "run" / "encoder.pt"
+    assert f"last good checkpoint: {ckpt_path}" in str(err.value)
+    assert [r["epoch"] for r in load_checkpoint(ckpt_path, "encoder")["history"]] == [0]
+
+
+def test_time_budget_stops_mid_epoch_and_saves(ai4mars_root, tmp_path):
+    cfg = pretrain_config(ai4mars_root, tmp_path / "run", frames=2, max_minutes=1e-9)
+    logs: list[str] = []
+    ckpt = load_checkpoint(pretrain(cfg, log=logs.append), "encoder")
+    assert [r["steps"] for r in ckpt["history"]] == [1]
+    assert any("time budget" in line for line in logs)
+
+
+def test_unknown_preset_and_too_few_tiles(ai4mars_root, tmp_path):
+    with pytest.raises(TrainingError, match="unknown preset 'huge'"):
+        pretrain(replace(pretrain_config(ai4mars_root, tmp_path / "a"), preset="huge"), log=quiet)
+    cfg = replace(pretrain_config(ai4mars_root, tmp_path / "b", frames=1), batch_size=64)
+    with pytest.raises(TrainingError, match="only 64 tiles: need at least two batches of 64"):
+        pretrain(cfg, log=quiet)
+
+
+def test_pretrain_on_a_missing_folder_raises_dataset_error(tmp_path):
+    with pytest.raises(DatasetError, match="missing"):
+        pretrain(pretrain_config(tmp_path / "nothing", tmp_path / "run"), log=quiet)
+
+
+# --- linear probe ---------------------------------------------------------------------------
+
+def test_probe_writes_checkpoint_and_metrics(trained, ai4mars_root):
+    cfg, metrics = trained["probe_cfg"], trained["metrics"]
+    ckpt = load_checkpoint(cfg.out, "probe")
+    assert ckpt["metrics"] == metrics
+    for key in ("accuracy", "mean_recall", "confusion", "per_class_recall", "support",
+                "recall_classes", "tiles", "label_fraction", "labelled_tiles", "val_frames"):
+        assert key in metrics, key
+    assert ckpt["classes"] == CLASSES
+    assert ckpt["encoder_checkpoint"] == str(trained["ckpt"])
+    enc = load_checkpoint(trained["ckpt"], "encoder")
+    assert ckpt["encoder_config"] == enc["encoder_config"]
+    assert ckpt["input"] == enc["input"] and ckpt["tiling"] == enc["tiling"]
+    for k, v in enc["state_dict"].items():
+        assert torch.equal(ckpt["encoder_state"][k], v)  # the encoder stays frozen
+    assert ckpt["head_state"]["weight"].shape == (len(CLASSES), 64)
+    assert ckpt["probe_config"]["label_fraction"] == 0.5
+
+    val = load_split_tiles(cfg.data, "val").scored()
+    train_tiles = load_split_tiles(cfg.data, "train").scored()
+    assert metrics["val_frames"] == 2
+    assert metrics["tiles"] == len(val.labels) == np.array(metrics["confusion"]).sum()
+    counts = Counter(train_tiles.labels.tolist())
+    assert metrics["labelled_tiles"] == sum(max(1, round(0.5 * n)) for n in counts.values())
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    confusion = np.array(metrics["confusion"])
+    assert metrics["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+
+
+def test_probe_refuses_a_probe_checkpoint_as_encoder(trained, tmp_path):
+    cfg = replace(trained["probe_cfg"], encoder=trained["probe_cfg"].out,
+                  out=str(tmp_path / "p.pt"))
+    with pytest.raises(CheckpointError, match="expected a 'encoder' checkpoint, found 'probe'"):
+        probe(cfg, log=quiet)
+    assert not (tmp_path / "p.pt").exists()
+
+
+def test_probe_without_scored_tiles_raises_dataset_error(trained, tmp_path):
+    root = tmp_path / "ai4mars"
+    ids = make_ai4mars(root, [397681000 + 100 * k for k in range(5)])
+    for frame_id in ids:
+        write_image(root / "masks" / f"{frame_id}.png",
+                    np.full((64, 64), UNLABELLED, dtype=np.uint8))
+    cfg = replace(trained["probe_cfg"], data=TileDataConfig(root=str(root)),
+                  out=str(tmp_path / "p.pt"))
+    with pytest.raises(DatasetError, match="no scored") as err:
+        probe(cfg, log=quiet)
+    assert str(root) in str(err.value)
+    assert not (tmp_path / "p.pt").exists()
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+def test_evaluate_hand_made_predictions():
+    # soil: 12 tiles, 9 right; bedrock: exactly 10 tiles, 5 right; sand: 5 tiles, all right
+    # (too few for the mean recall); big rock: none.
+    target = np.array([0] * 12 + [1] * 10 + [2] * 5)
+    pred = np.array([0] * 9 + [1] * 3 + [1] * 5 + [0] * 5 + [2] * 5)
+    m = evaluate(pred, target, CLASSES)
+    assert MIN_TILES_FOR_RECALL == 10
+    assert m["tiles"] == 27
+    assert m["accuracy"] == pytest.approx(19 / 27)
+    assert m["per_class_recall"] == {"soil": 0.75, "bedrock": 0.5, "sand": 1.0}
+    assert m["recall_classes"] == ["soil", "bedrock"]
+    assert m["mean_recall"] == pytest.approx(0.625)
+    assert m["support"] == {"soil": 12, "bedrock": 10, "sand": 5, "big rock": 0}
+    assert m["confusion"] == [[9, 3, 0, 0], [5, 5, 0, 0], [0, 0, 5, 0], [0, 0, 0, 0]]
+
+
+def test_evaluate_perfect_and_empty():
+    target = np.repeat(np.arange(4), 10)
+    m = evaluate(target.copy(), target, CLASSES)
+    assert m["accuracy"] == 1.0 and m["mean_recall"] == 1.0
+    empty = evaluate(np.array([], dtype=np.int64), np.array([], dtype=np.int64), CLASSES)
+    assert empty["tiles"] == 0
+    assert math.isnan(empty["accuracy"]) and math.isnan(empty["mean_recall"])
+
+
+def test_evaluate_no_class_with_enough_tiles():
+    m = evaluate(np.array([0, 1, 1]), np.array([0, 1, 2]), CLASSES)
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert math.isnan(m["mean_recall"])
+    assert m["recall_classes"] == []
+
