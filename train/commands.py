@@ -87,6 +87,8 @@ def probe_command(
     label_fraction: float = typer.Option(0.1, min=0.0001, max=1.0),
     max_frames: int = typer.Option(None, min=1, help="Use only the first N frames of each split."),
     seed: int = typer.Option(0),
+    class_balanced: bool = typer.Option(True, help="Weight the loss by inverse class frequency."),
+    standardize: bool = typer.Option(True, help="Standardise features (folded into the head)."),
 ) -> None:
     """Linear head on frozen features from a fraction of the labelled train tiles; prints
     validation accuracy and mean per-class recall.
@@ -101,7 +103,8 @@ def probe_command(
     cfg = ProbeConfig(encoder=str(encoder), out=str(out),
                       data=TileDataConfig(root=str(data), max_train_frames=max_frames,
                                           max_val_frames=max_frames),
-                      label_fraction=label_fraction, seed=seed)
+                      label_fraction=label_fraction, seed=seed,
+                      class_balanced=class_balanced, standardize=standardize)
     try:
         m = probe(cfg, log=typer.echo)
     except (DatasetError, CheckpointError) as exc:

@@ -35,6 +35,7 @@ class ProbeConfig:
     lr: float = 1e-2
     weight_decay: float = 1e-4
     class_balanced: bool = True
+    standardize: bool = True
 
 
 def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
@@ -73,10 +74,25 @@ def evaluate(pred: np.ndarray, target: np.ndarray, classes: list[str]) -> dict[s
     }
 
 
+def fold_standardization(head: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> nn.Linear:
+    """A head on raw features equal to ``head`` on standardised ones:
+    W' = W / std, b' = b - W' @ mean (mean, std: (D,))."""
+    folded = nn.Linear(head.in_features, head.out_features)
+    with torch.no_grad():
+        folded.weight.copy_(head.weight / std)
+        folded.bias.copy_(head.bias - folded.weight @ mean)
+    return folded
+
+
 def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
                       cfg: ProbeConfig) -> nn.Linear:
-    """Full-batch AdamW on frozen features (N, D) with labels (N,) -> nn.Linear(D, K)."""
+    """Full-batch AdamW on frozen features (N, D) with labels (N,) -> nn.Linear(D, K) that
+    applies to raw features (standardisation, if on, is folded into its weights)."""
     torch.manual_seed(cfg.seed)
+    mean = feats.mean(0)
+    std = feats.std(0) + 1e-6
+    if cfg.standardize:
+        feats = (feats - mean) / std
     head = nn.Linear(feats.shape[1], num_classes)
     weight = None
     if cfg.class_balanced:
@@ -89,7 +105,7 @@ def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: in
         loss = loss_fn(head(feats), labels)
         loss.backward()
         opt.step()
-    return head
+    return fold_standardization(head, mean, std) if cfg.standardize else head
 
 
 def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:

@@ -219,3 +219,17 @@ def test_evaluate_no_class_with_enough_tiles():
     assert math.isnan(m["mean_recall"])
     assert m["recall_classes"] == []
 
+
+
+def test_fold_standardization_equals_head_on_standardised_features():
+    import torch
+
+    from train.probe import fold_standardization
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 3)
+    mean, std = torch.randn(8), torch.rand(8) + 0.5
+    x = torch.randn(16, 8)
+    folded = fold_standardization(head, mean, std)
+    assert torch.allclose(head((x - mean) / std), folded(x), atol=1e-5)
+    assert not torch.allclose(head(x), folded(x), atol=1e-3)
