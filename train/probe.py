@@ -90,7 +90,10 @@ def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: in
     applies to raw features (standardisation, if on, is folded into its weights)."""
     torch.manual_seed(cfg.seed)
     mean = feats.mean(0)
-    std = feats.std(0) + 1e-6
+    std = feats.std(0)
+    # A feature constant on the labelled tiles (e.g. a dead channel) is left unscaled: dividing
+    # by its ~0 spread would give it a huge weight wherever it is not constant.
+    std = torch.where(std > 1e-3, std, torch.ones_like(std))
     if cfg.standardize:
         feats = (feats - mean) / std
     head = nn.Linear(feats.shape[1], num_classes)

@@ -233,3 +233,20 @@ def test_fold_standardization_equals_head_on_standardised_features():
     folded = fold_standardization(head, mean, std)
     assert torch.allclose(head((x - mean) / std), folded(x), atol=1e-5)
     assert not torch.allclose(head(x), folded(x), atol=1e-3)
+
+
+def test_linear_head_ignores_spread_of_constant_features():
+    """A feature constant on the labelled tiles must not get a huge folded weight."""
+    import torch
+
+    from train.probe import ProbeConfig, train_linear_head
+
+    torch.manual_seed(0)
+    feats = torch.randn(64, 4)
+    feats[:, 3] = 0.0  # a dead channel on the training tiles
+    labels = (feats[:, 0] > 0).long()
+    head = train_linear_head(feats, labels, 2, ProbeConfig(steps=50))
+    assert head.weight[:, 3].abs().max() < 10.0
+    probe = torch.zeros(1, 4)
+    probe[0, 3] = 1.0  # the channel wakes up at run time
+    assert head(probe).abs().max() < 10.0
