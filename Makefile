@@ -11,7 +11,7 @@ DEMO_OUT ?= out/demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[train,dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[train,dev,sim]'
 	touch $@
 
 $(RUNTIME_VENV)/.installed: pyproject.toml

@@ -10,7 +10,7 @@ import pytest
 from sim_fixtures import GOOD_FRAMES
 
 from edge.classify import FrameClassifier
-from firmware_sim.report import REPORT_FILE
+from firmware_sim.report import REPORT_FILE, SCHEMA_VERSION
 from toolkit_cli.main import main
 
 
@@ -27,7 +27,7 @@ def test_sim_default_command_replays_every_frame(frames_dir, tiny_bundle, tmp_pa
     code = run_sim(frames_dir, "--fps", "5", "--model", tiny_bundle.path, "--report", out)
     assert code == 0
     report = read_report(out)
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == SCHEMA_VERSION == 2
     assert report["frames"]["replayed"] == GOOD_FRAMES
     assert report["frames"]["classified"] == GOOD_FRAMES
     assert report["frames"]["tiles"] == GOOD_FRAMES * 4  # 64x48: 2x2 tiles (last row edge-aligned)

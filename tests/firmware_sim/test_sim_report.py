@@ -90,8 +90,8 @@ def test_error_frames_are_listed_and_kept_out_of_latency(tiny_bundle):
     config = ReplayConfig(fps=10.0, deadline_ms=1000.0)
     result = synthetic_result([50.0, 300.0, 50.0, 50.0], config, errors={1})
     report = build_report(result, "synthetic", tiny_bundle)
-    assert report["frames"] == {"replayed": 4, "classified": 3, "errors": 1, "warmup": 0,
-                                "tiles": 12}
+    assert report["frames"] == {"replayed": 4, "classified": 3, "errors": 1, "dropped": 0,
+                                "late": 0, "warmup": 0, "tiles": 12}
     assert report["error_frames"] == [{"frame": "f1.png", "error": "f1.png: corrupt"}]
     assert report["latency_ms"]["count"] == 3
     # The error frame still held the server: frame 2 waited behind it.
@@ -104,7 +104,7 @@ def test_error_frames_are_listed_and_kept_out_of_latency(tiny_bundle):
 def test_report_identifies_model_and_config(tiny_bundle):
     config = ReplayConfig(fps=2.0, deadline_ms=400.0, threads=1, max_frames=3)
     report = build_report(synthetic_result([1.0], config), "src", tiny_bundle)
-    assert report["schema_version"] == SCHEMA_VERSION == 1
+    assert report["schema_version"] == SCHEMA_VERSION == 2
     assert report["source"] == "src"
     assert report["model"]["sha256"] == tiny_bundle.manifest.sha256
     assert report["model"]["precision"] == "fp32"
