@@ -59,22 +59,25 @@ def pretrain_command(
     lr: float = typer.Option(2e-3),
     seed: int = typer.Option(0),
     threads: int = typer.Option(None, min=1, help="Torch CPU threads."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue from OUT/encoder.pt (same settings required)."),
 ) -> None:
     """SimCLR on unlabelled AI4Mars train tiles; writes OUT/encoder.pt atomically each epoch.
 
     Example: edge train pretrain --out runs/pretrain --epochs 2 --max-minutes 20
     """
     _require_torch()
+    from train.checkpoint import CheckpointError
     from train.pretrain import PretrainConfig, TrainingError, pretrain
     from train.tiles import TileDataConfig
 
     cfg = PretrainConfig(out_dir=str(out), preset=preset,
                          data=TileDataConfig(root=str(data), max_train_frames=max_frames),
                          batch_size=batch_size, epochs=epochs, max_minutes=max_minutes, lr=lr,
-                         seed=seed, threads=threads)
+                         seed=seed, threads=threads, resume=resume)
     try:
         path = pretrain(cfg, log=typer.echo)
-    except (DatasetError, TrainingError) as exc:
+    except (CheckpointError, DatasetError, TrainingError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"encoder checkpoint: {path}")
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from train.augment import AugmentConfig, augment
-from train.checkpoint import git_revision, save_atomic
+from train.checkpoint import git_revision, load_checkpoint, save_atomic
 from train.losses import nt_xent
 from train.models import ENCODER_PRESETS, Encoder, ProjectionHead
 from train.tiles import TileDataConfig, load_split_tiles
@@ -40,9 +40,11 @@ class PretrainConfig:
     temperature: float = 0.2
     seed: int = 0
     threads: int | None = None
+    resume: bool = False
 
 
-def _save(cfg: PretrainConfig, encoder: Encoder, history: list[dict], path: Path) -> None:
+def _save(cfg: PretrainConfig, encoder: Encoder, history: list[dict], path: Path,
+          train_state: dict[str, Any]) -> None:
     save_atomic({
         "kind": "encoder",
         "encoder_config": encoder.config.to_dict(),
@@ -53,7 +55,25 @@ def _save(cfg: PretrainConfig, encoder: Encoder, history: list[dict], path: Path
         "history": history,
         "git_revision": git_revision(),
         "torch": str(torch.__version__),
+        # Everything --resume needs to continue exactly where this checkpoint stands.
+        "train_state": train_state,
     }, path)
+
+
+RESUME_MUST_MATCH = ("preset", "batch_size", "epochs", "lr", "weight_decay", "temperature", "seed")
+
+
+def _check_resumable(cfg: PretrainConfig, ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a run made with different settings (it would not be the same run)."""
+    if "train_state" not in ckpt:
+        raise TrainingError(f"{path}: holds no training state to resume from")
+    old = ckpt["config"]
+    diff = [f"{k}: {old.get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_MUST_MATCH
+            if old.get(k) != getattr(cfg, k)]
+    if old.get("data") != asdict(cfg.data):
+        diff.append("data settings differ")
+    if diff:
+        raise TrainingError(f"{path}: cannot resume with different settings ({'; '.join(diff)})")
 
 
 def pretrain(cfg: PretrainConfig, log: Any = print) -> Path:
@@ -94,14 +114,29 @@ def pretrain(cfg: PretrainConfig, log: Any = print) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt = out / "encoder.pt"
     history: list[dict] = []
+    step = first_epoch = 0
+    if cfg.resume and ckpt.exists():
+        saved = load_checkpoint(ckpt, "encoder")
+        _check_resumable(cfg, saved, ckpt)
+        state = saved["train_state"]
+        encoder.load_state_dict(saved["state_dict"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, step, first_epoch = saved["history"], state["step"], state["next_epoch"]
+        log(f"resuming from {ckpt}: epoch {first_epoch} of {cfg.epochs}, step {step}")
+    elif cfg.resume:
+        log(f"no checkpoint at {ckpt}: starting from scratch")
     start = time.perf_counter()
     deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else None
-    step = 0
-    for epoch in range(cfg.epochs):
+    for epoch in range(first_epoch, cfg.epochs):
         encoder.train()
         head.train()
         order = torch.randperm(len(tiles), generator=gen)
         losses = []
+        t_epoch = time.perf_counter()
         for i in range(steps_per_epoch):
             batch = tiles[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
             v1 = augment(batch, cfg.augment, gen).contiguous(memory_format=torch.channels_last)
@@ -118,13 +153,18 @@ def pretrain(cfg: PretrainConfig, log: Any = print) -> Path:
             losses.append(loss.item())
             if deadline and time.perf_counter() > deadline:
                 break
-        elapsed = time.perf_counter() - start
+        now = time.perf_counter()
         record = {"epoch": epoch, "steps": len(losses), "loss": float(np.mean(losses)),
-                  "images_per_s": round(step * cfg.batch_size / elapsed, 1),
-                  "elapsed_s": round(elapsed, 1)}
+                  "images_per_s": round(len(losses) * cfg.batch_size / (now - t_epoch), 1),
+                  "elapsed_s": round(now - start, 1)}
         history.append(record)
         log(json.dumps(record))
-        _save(cfg, encoder, history, ckpt)
+        # A run stopped mid-epoch by its time budget resumes at the next epoch.
+        _save(cfg, encoder, history, ckpt, {
+            "next_epoch": epoch + 1, "step": step, "head": head.state_dict(),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+        })
         if deadline and time.perf_counter() > deadline:
             log(f"time budget of {cfg.max_minutes} min spent after {step} steps")
             break
