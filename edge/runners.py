@@ -9,7 +9,7 @@ import numpy as np
 
 from edge.bundle import Bundle, BundleError
 
-BACKENDS = ("onnxruntime",)
+BACKENDS = ("onnxruntime", "tensorrt")
 
 
 class Runner(Protocol):
@@ -54,13 +54,24 @@ class OnnxRuntimeRunner:
 
 
 def make_runner(bundle: Bundle, backend: str = "onnxruntime", threads: int = 1) -> Runner:
-    """The runner for ``backend``, checked against the bundle's class count."""
-    if backend != "onnxruntime":
+    """The runner for ``backend``, checked against the bundle's class count.
+
+    ``tensorrt`` (TensorRT 10 on an NVIDIA GPU, see docs/jetson.md) imports TensorRT lazily
+    and raises a BundleError saying what to install where it is missing; ``threads`` applies
+    to ONNX Runtime only.
+    """
+    if backend not in BACKENDS:
         raise BundleError(
             f"backend '{backend}' is not available (choose from {', '.join(BACKENDS)})"
         )
     m = bundle.manifest
-    runner = OnnxRuntimeRunner(bundle.model_path, m.input_name, m.output_name, threads)
+    runner: Runner
+    if backend == "tensorrt":
+        from edge.trt_runner import TensorRTRunner
+
+        runner = TensorRTRunner(bundle)
+    else:
+        runner = OnnxRuntimeRunner(bundle.model_path, m.input_name, m.output_name, threads)
     probe = np.zeros((1, m.input.channels, m.input.tile_pixels, m.input.tile_pixels), np.float32)
     try:
         out = runner.run(probe)
