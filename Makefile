@@ -29,7 +29,7 @@ demo: setup-runtime
 		{ echo "error: $(DATA)/ai4mars-msl-ncam-256/images not found (set DATA=...)" >&2; exit 1; }
 	$(RUNTIME_VENV)/bin/python -c "import importlib.util as u, sys; \
 		sys.exit('torch is installed in the runtime venv' if u.find_spec('torch') else 0)"
-	$(RUNTIME_VENV)/bin/edge classify $(DATA)/ai4mars-msl-ncam-256/images --out $(DEMO_OUT)
+	$(RUNTIME_VENV)/bin/edge classify $(DATA)/ai4mars-msl-ncam-256/images --out $(DEMO_OUT) --overwrite
 	@echo "outputs: $$(wc -l < $(DEMO_OUT)/frames.jsonl) frame records, \
 	$$(wc -l < $(DEMO_OUT)/tiles.jsonl) tile records in $(DEMO_OUT)/"
 

@@ -1,15 +1,19 @@
-"""End-to-end speed of the runtime on real frames: decode to postprocess, per frame."""
+"""End-to-end speed of the runtime on real frames: decode to written JSON, per frame."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge.bundle import Bundle
-from edge.classify import FrameClassifier
+from edge.classify import FrameClassifier, tile_records
 from edge.decode import FrameError
 from edge.latency import summarize_ms
+from edge.outputs import RunWriter
+from edge.run import apply_thread_budget
 from edge.runners import make_runner
 from edge.sources import FrameRef
 
@@ -24,37 +28,63 @@ class BenchConfig:
     backend: str = "onnxruntime"
 
 
+def _one_frame(classifier: FrameClassifier, writer: RunWriter, ref: FrameRef
+               ) -> tuple[int, str]:
+    """Decode, classify and write one frame's records as ``edge classify`` does;
+    returns the tile count and the frame size ``WxH``."""
+    result = classifier.classify_ref(ref)
+    t0 = time.perf_counter()
+    records = tile_records(ref.name, result, classifier.classes)
+    writer.write_tiles(records)
+    timings = result.timings_ms | {"write": (time.perf_counter() - t0) * 1e3}
+    writer.write_frame({"frame": ref.name, "width": result.width, "height": result.height,
+                        "tiles": len(records), "error": None,
+                        "timings_ms": {k: round(v, 3) for k, v in timings.items()}})
+    return len(records), f"{result.width}x{result.height}"
+
+
 def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[dict[str, Any]]:
-    """One row per thread count: frames/s, tiles/s and per-frame latency percentiles (ms).
+    """One row per thread count: frames/s, tiles/s and per-frame latency percentiles (ms),
+    end to end: decode, preprocess, inference, postprocess and the JSONL records written
+    and flushed (to a temporary folder).
 
     Every frame is decoded from its file in every pass (the OS page cache keeps the
     bytes in memory, as a rover's frame buffer would).
     """
     rows = []
     for threads in config.threads:
+        apply_thread_budget(threads)
         classifier = FrameClassifier(bundle, make_runner(bundle, config.backend, threads))
-        for ref in frames[: config.warmup]:
+        with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+            writer = RunWriter(Path(tmp))
             try:
-                classifier.classify_ref(ref)
-            except FrameError:
-                pass
-        latencies: list[float] = []
-        tiles = 0
-        start = time.perf_counter()
-        for _ in range(config.repeats):
-            for ref in frames:
-                t0 = time.perf_counter()
-                try:
-                    result = classifier.classify_ref(ref)
-                except FrameError:
-                    continue
-                latencies.append((time.perf_counter() - t0) * 1e3)
-                tiles += len(result.class_ids)
-        wall = time.perf_counter() - start
+                for ref in frames[: config.warmup]:
+                    try:
+                        _one_frame(classifier, writer, ref)
+                    except FrameError:
+                        pass
+                latencies: list[float] = []
+                sizes: set[str] = set()
+                tiles = 0
+                start = time.perf_counter()
+                for _ in range(config.repeats):
+                    for ref in frames:
+                        t0 = time.perf_counter()
+                        try:
+                            n, size = _one_frame(classifier, writer, ref)
+                        except FrameError:
+                            continue
+                        latencies.append((time.perf_counter() - t0) * 1e3)
+                        tiles += n
+                        sizes.add(size)
+                wall = time.perf_counter() - start
+            finally:
+                writer.close()
         stats = summarize_ms(latencies)
         rows.append({
             "backend": config.backend,
             "threads": threads,
+            "size": sizes.pop() if len(sizes) == 1 else "mixed" if sizes else None,
             "frames": len(latencies),
             "frames_per_s": round(len(latencies) / wall, 2) if wall else None,
             "tiles_per_s": round(tiles / wall, 1) if wall else None,
@@ -67,8 +97,8 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Rows from :func:`bench` as a Markdown table."""
-    cols = ["backend", "threads", "frames", "frames_per_s", "tiles_per_s", "p50_ms", "p99_ms",
-            "max_ms"]
+    cols = ["backend", "threads", "size", "frames", "frames_per_s", "tiles_per_s", "p50_ms",
+            "p99_ms", "max_ms"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines)

@@ -1,25 +1,21 @@
-"""Classify the terrain tiles of frames: decode, preprocess, infer, postprocess, write."""
+"""Classify the terrain tiles of one frame: decode, preprocess, infer, postprocess; and the
+``tiles.jsonl`` records of the result. The run loop over a source is :mod:`edge.run`."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from edge.bundle import Bundle
 from edge.decode import FrameError
-from edge.latency import summarize_ms
-from edge.outputs import RunWriter
+from edge.options import UNCERTAIN
 from edge.preprocess import frame_to_tiles
 from edge.runners import Runner
 from edge.sources import FrameRef
-from edge.tiling import TilingError
+from edge.tiling import TilingError, TilingSpec
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "write")
 
@@ -27,7 +23,8 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "write")
 @dataclass
 class TileResults:
     """Per-tile results of one frame: boxes int64 (N, 4) ``x, y, w, h`` in original pixels,
-    class_ids int64 (N,), confidences float32 (N,) (softmax probability of the chosen class)."""
+    class_ids int64 (N,), confidences float32 (N,) (softmax probability of the chosen class),
+    ref_boxes int64 (N, 4): the same tiles on the reference grid."""
 
     boxes: np.ndarray
     class_ids: np.ndarray
@@ -35,6 +32,7 @@ class TileResults:
     width: int
     height: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    ref_boxes: np.ndarray | None = None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -47,24 +45,47 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class FrameClassifier:
     """Preprocess + infer + postprocess one decoded frame with a bundle and a runner.
 
-    All tiles of a frame go through the network as one batch.
+    All tiles of a frame go through the network as one batch (measured fastest, see
+    docs/edge.md); ``max_batch`` splits a frame's tiles into batches of at most that many
+    (bounds memory for very small strides). ``stride`` overrides the manifest's tile stride,
+    in reference pixels (1 to the tile size: tiles overlap when smaller).
     """
 
-    def __init__(self, bundle: Bundle, runner: Runner):
+    def __init__(self, bundle: Bundle, runner: Runner, stride: int | None = None,
+                 max_batch: int | None = None):
         self.bundle = bundle
         self.runner = runner
         self.classes = bundle.manifest.classes
+        self.tiling: TilingSpec = bundle.manifest.tiling
+        if stride is not None:
+            if not 1 <= stride <= self.tiling.tile:
+                raise ValueError(
+                    f"--stride must be between 1 and the tile size {self.tiling.tile} "
+                    f"(reference pixels at width {self.tiling.reference_width}), got {stride}"
+                )
+            self.tiling = replace(self.tiling, stride=stride)
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.max_batch = max_batch
+
+    def infer(self, tiles: np.ndarray) -> np.ndarray:
+        """Logits float32 (N, K) of tiles float32 (N, C, S, S), in batches of ``max_batch``."""
+        n = len(tiles)
+        if self.max_batch is None or n <= self.max_batch:
+            return self.runner.run(tiles)
+        return np.concatenate([self.runner.run(tiles[i : i + self.max_batch])
+                               for i in range(0, n, self.max_batch)])
 
     def classify(self, image: np.ndarray) -> TileResults:
         """Decoded image (H, W[, C]) -> :class:`TileResults`; raises FrameError if untileable."""
         m = self.bundle.manifest
         t0 = time.perf_counter()
         try:
-            tiled = frame_to_tiles(image, m.input, m.tiling)
+            tiled = frame_to_tiles(image, m.input, self.tiling)
         except (TilingError, ValueError) as exc:
             raise FrameError(str(exc)) from exc
         t1 = time.perf_counter()
-        logits = self.runner.run(tiled.tiles)
+        logits = self.infer(tiled.tiles)
         t2 = time.perf_counter()
         probs = softmax(logits.astype(np.float32))
         class_ids = probs.argmax(axis=1)
@@ -81,121 +102,55 @@ class FrameClassifier:
                 "inference": (t2 - t1) * 1e3,
                 "postprocess": (t3 - t2) * 1e3,
             },
+            ref_boxes=tiled.ref_boxes,
         )
 
-    def classify_ref(self, ref: FrameRef) -> TileResults:
-        """Decode and classify one frame of a source; raises FrameError for bad input."""
-        t0 = time.perf_counter()
-        image = ref.load()
-        decode_ms = ref.decode_ms if ref.decode_ms is not None else (time.perf_counter() - t0) * 1e3
+    def classify_image(self, name: str, image: np.ndarray, decode_ms: float) -> TileResults:
+        """Classify a frame decoded in ``decode_ms``; FrameErrors are prefixed with ``name``."""
         try:
             result = self.classify(image)
         except FrameError as exc:  # tiling errors do not know the frame's name; decode errors do
-            raise FrameError(f"{ref.name}: {exc}") from exc
+            raise FrameError(f"{name}: {exc}") from exc
         result.timings_ms = {"decode": decode_ms, **result.timings_ms}
         return result
 
+    def classify_ref(self, ref: FrameRef) -> TileResults:
+        """Decode and classify one frame of a source; raises FrameError for bad input."""
+        image, decode_ms = decode_ref(ref)
+        return self.classify_image(ref.name, image, decode_ms)
 
-def tile_records(frame: str, result: TileResults, classes: list[str]) -> list[dict[str, Any]]:
-    """The ``tiles.jsonl`` records of one frame (DESIGN.md contract)."""
-    return [
-        {
+
+def decode_ref(ref: FrameRef) -> tuple[np.ndarray, float]:
+    """``(image, decode_ms)`` of a frame; raises FrameError for bad input."""
+    t0 = time.perf_counter()
+    image = ref.load()
+    decode_ms = ref.decode_ms if ref.decode_ms is not None else (time.perf_counter() - t0) * 1e3
+    return image, decode_ms
+
+
+def tile_records(frame: str, result: TileResults, classes: list[str],
+                 min_confidence: float | None = None) -> list[dict[str, Any]]:
+    """The ``tiles.jsonl`` records of one frame (DESIGN.md contract).
+
+    With ``min_confidence``, a tile whose confidence (before rounding) is below it gets
+    ``label`` ``uncertain``; ``class_id`` and ``confidence`` stay those of its best class,
+    and an extra field ``best_label`` (present in every record of such a run) names it.
+    """
+    records = []
+    for b, c, p in zip(result.boxes, result.class_ids, result.confidences, strict=True):
+        best = classes[int(c)]
+        uncertain = min_confidence is not None and float(p) < min_confidence
+        record = {
             "frame": frame,
             "x": int(b[0]),
             "y": int(b[1]),
             "w": int(b[2]),
             "h": int(b[3]),
-            "label": classes[int(c)],
+            "label": UNCERTAIN if uncertain else best,
             "class_id": int(c),
             "confidence": round(float(p), 4),
         }
-        for b, c, p in zip(result.boxes, result.class_ids, result.confidences, strict=True)
-    ]
-
-
-@dataclass
-class RunSummary:
-    """What a classify run did."""
-
-    frames: int = 0
-    classified: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    tiles: int = 0
-    class_counts: Counter = field(default_factory=Counter)
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
-    outputs: dict[str, Path] = field(default_factory=dict)
-    wall_s: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every frame was classified, 2 when some were skipped for bad input."""
-        return 2 if self.skipped else 0
-
-    def report(self) -> dict[str, Any]:
-        """Summary as a JSON-ready dict."""
-        shares = {k: round(v / self.tiles, 4) for k, v in sorted(self.class_counts.items())} \
-            if self.tiles else {}
-        return {
-            "frames": self.frames,
-            "classified": self.classified,
-            "skipped": [{"frame": f, "error": e} for f, e in self.skipped],
-            "tiles": self.tiles,
-            "class_shares": shares,
-            "stage_ms": {s: summarize_ms(v) for s, v in self.stage_ms.items()},
-            "wall_s": round(self.wall_s, 3),
-            "outputs": {k: str(v) for k, v in self.outputs.items()},
-        }
-
-
-def classify_frames(
-    frames: Iterable[FrameRef],
-    classifier: FrameClassifier,
-    out_dir: str | os.PathLike,
-    max_frames: int | None = None,
-    on_frame: Callable[[str, str | None], None] | None = None,
-) -> RunSummary:
-    """Classify every frame, writing ``tiles.jsonl`` and ``frames.jsonl`` under ``out_dir``.
-
-    A frame that fails to decode or tile gets an ``error`` record and the run goes on.
-    The outputs are published (renamed from ``*.partial``) only when the run completes.
-    """
-    summary = RunSummary()
-    writer = RunWriter(out_dir)
-    start = time.perf_counter()
-    try:
-        for ref in frames:
-            if max_frames is not None and summary.frames >= max_frames:
-                break
-            summary.frames += 1
-            try:
-                result = classifier.classify_ref(ref)
-            except FrameError as exc:
-                summary.skipped.append((ref.name, str(exc)))
-                writer.write_frame({"frame": ref.name, "width": None, "height": None,
-                                    "tiles": 0, "timings_ms": None, "error": str(exc)})
-                if on_frame:
-                    on_frame(ref.name, str(exc))
-                continue
-            t0 = time.perf_counter()
-            records = tile_records(ref.name, result, classifier.classes)
-            writer.write_tiles(records)
-            timings = result.timings_ms | {"write": (time.perf_counter() - t0) * 1e3}
-            writer.write_frame({"frame": ref.name, "width": result.width, "height": result.height,
-                                "tiles": len(records), "timings_ms": _rounded(timings),
-                                "error": None})
-            summary.classified += 1
-            summary.tiles += len(records)
-            summary.class_counts.update(r["label"] for r in records)
-            for stage in STAGES:
-                summary.stage_ms[stage].append(timings[stage])
-            if on_frame:
-                on_frame(ref.name, None)
-        summary.outputs = writer.commit()
-    finally:
-        writer.close()
-    summary.wall_s = time.perf_counter() - start
-    return summary
-
-
-def _rounded(timings: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 3) for k, v in timings.items()}
+        if min_confidence is not None:
+            record["best_label"] = best
+        records.append(record)
+    return records

@@ -1,20 +1,22 @@
-"""``edge classify`` and ``edge bench``: thin CLI over :mod:`edge.classify`, :mod:`edge.bench`."""
+"""``edge classify`` and ``edge bench``: thin CLI over :mod:`edge.run` and :mod:`edge.bench`."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import shlex
 import sys
 from pathlib import Path
 
 import typer
 
-from edge import __version__
 from edge.bench import BenchConfig, bench, format_table
 from edge.bundle import DEFAULT_MODEL, BundleError, load_bundle
-from edge.classify import FrameClassifier, classify_frames
-from edge.outputs import RUN_FILE, write_json_atomic
-from edge.runners import BACKENDS, make_runner
+from edge.options import ClassifyOptions, OptionsError, parse_formats
+from edge.progress import ProgressBar, skipped_lines, summary_lines
+from edge.run import classify_frames, open_run
+from edge.rundir import RunDirError
+from edge.runners import BACKENDS
 from edge.sources import SourceError, open_source
 
 
@@ -24,70 +26,75 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def _print_summary(report: dict, out: Path) -> None:
-    typer.echo(
-        f"classified {report['classified']}/{report['frames']} frames, {report['tiles']} tiles "
-        f"in {report['wall_s']:.1f} s -> {out}"
-    )
-    shares = ", ".join(f"{k} {v:.1%}" for k, v in report["class_shares"].items())
-    if shares:
-        typer.echo(f"class shares: {shares}")
-    stages = ", ".join(
-        f"{s} {v['mean']:.2f}" for s, v in report["stage_ms"].items() if v["mean"] is not None
-    )
-    if stages:
-        typer.echo(f"mean ms per frame: {stages}")
-    for item in report["skipped"]:
-        typer.echo(f"skipped {item['error']}", err=True)  # the error begins with the frame name
-
-
 def classify_command(
-    source: str = typer.Argument(..., help="Directory, quoted glob, image file or video file."),
+    source: str = typer.Argument(
+        ..., help="Directory, quoted glob, image file, video file, or camera index (0, 1...)."),
     out: Path = typer.Option(Path("out/classify"), "--out", "-o", help="Output directory."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
                               help="Bundle folder, or the name of a shipped bundle."),
-    threads: int = typer.Option(1, "--threads", min=1, help="Inference threads."),
+    threads: int = typer.Option(1, "--threads", min=1,
+                                help="CPU threads for inference and for OpenCV."),
     backend: str = typer.Option("onnxruntime", "--backend", help=f"One of: {', '.join(BACKENDS)}."),
-    max_frames: int = typer.Option(None, "--max-frames", min=1, help="Stop after N frames."),
+    max_frames: int = typer.Option(None, "--max-frames", min=1,
+                                   help="Only the first N frames of the source."),
     recursive: bool = typer.Option(False, "--recursive", help="Descend into sub-folders."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary (for scripts)."),
+    stride: int = typer.Option(None, "--stride", min=1,
+                               help="Tile stride in reference pixels (default: the bundle's); "
+                                    "smaller than the tile size gives overlapping tiles."),
+    min_confidence: float = typer.Option(
+        None, "--min-confidence",
+        help="Label tiles whose best class has a lower probability 'uncertain' "
+             "(class_id, confidence and best_label keep the best class)."),
+    output_format: str = typer.Option("jsonl", "--format",
+                                      help="jsonl, csv, or jsonl,csv for both."),
+    overlay: bool = typer.Option(False, "--overlay",
+                                 help="Also write OUT/overlays/*.png and OUT/contact_sheet.html."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue the run in OUT: classify only frames not in it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in OUT."),
+    progress: bool = typer.Option(False, "--progress",
+                                  help="Progress line on stderr even when it is not a terminal."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="No progress line and no summary (for scripts)."),
 ) -> None:
     """Classify the terrain tiles of every frame in SOURCE.
 
     Writes OUT/tiles.jsonl (one line per tile), OUT/frames.jsonl (one line per
-    frame) and OUT/run.json (model, options, summary). Exit status: 0 all frames
-    classified, 2 some frames skipped for bad input (the rest are classified),
-    1 usage or model error.
+    frame) and OUT/run.json (model, options, summary); while running, the files are
+    OUT/*.partial. Exit status: 0 all frames classified, 2 some frames skipped for
+    bad input (the rest are classified), 1 usage, model or output-folder error.
 
     Example: edge classify ../shared/data/ai4mars-msl-ncam-256/images --out out/demo
     """
     try:
-        bundle = load_bundle(model)
-        classifier = FrameClassifier(bundle, make_runner(bundle, backend, threads))
-        frames = open_source(source, recursive=recursive)
-    except (BundleError, SourceError) as exc:
+        options = ClassifyOptions(
+            source=source, out_dir=out, model=model, backend=backend, threads=threads,
+            recursive=recursive, max_frames=max_frames, stride=stride,
+            min_confidence=min_confidence, formats=parse_formats(output_format),
+            overlay=overlay, resume=resume, overwrite=overwrite)
+        classifier, frames = open_run(options)
+    except (BundleError, SourceError, OptionsError) as exc:
         raise fail(str(exc)) from None
+    show_progress = not quiet and (progress or sys.stderr.isatty())
+    observer = ProgressBar(sys.stderr) if show_progress else None
+    command = shlex.join(["edge", *sys.argv[1:]])
     try:
-        summary = classify_frames(frames, classifier, out, max_frames=max_frames)
+        summary = classify_frames(frames, classifier, options, observer=observer,
+                                  command=command)
+    except (RunDirError, OptionsError) as exc:
+        raise fail(str(exc)) from None
     except OSError as exc:  # --out is a file, not writable, disk full: no result is published
         raise fail(f"cannot write the results to '{out}' ({exc.strerror or exc})") from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; the frames done so far are kept in '{out}': continue with "
+                   "the same command and --resume", err=True)
+        raise typer.Exit(code=130) from None
     report = summary.report()
-    run = {
-        "edge_version": __version__,
-        "command": " ".join(["edge", *sys.argv[1:]]),
-        "source": source,
-        "model": {"path": str(bundle.path), "name": bundle.manifest.name,
-                  "sha256": bundle.manifest.sha256, "precision": bundle.manifest.precision},
-        "options": {"threads": threads, "backend": backend, "max_frames": max_frames,
-                    "recursive": recursive},
-        "summary": report,
-    }
-    try:
-        write_json_atomic(out / RUN_FILE, run)
-    except OSError as exc:
-        raise fail(f"cannot write '{out / RUN_FILE}' ({exc.strerror or exc})") from None
     if not quiet:
-        _print_summary(report, out)
+        for line in summary_lines(report, str(out)):
+            typer.echo(line)
+        for line in skipped_lines(report):
+            typer.echo(line, err=True)
     raise typer.Exit(code=summary.exit_code)
 
 
@@ -96,11 +103,12 @@ def bench_command(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
                               help="Bundle folder or shipped name."),
     threads: str = typer.Option("1,2", "--threads", help="Comma-separated thread counts."),
+    backend: str = typer.Option("onnxruntime", "--backend", help=f"One of: {', '.join(BACKENDS)}."),
     max_frames: int = typer.Option(100, "--max-frames", min=1, help="Frames per pass."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Passes over the frames."),
     json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON here."),
 ) -> None:
-    """Measure end-to-end speed (decode to postprocess) per frame: frames/s, tiles/s, p50/p99.
+    """Measure end-to-end speed per frame (decode to written JSON): frames/s, tiles/s, p50/p99.
 
     Example: edge bench ../shared/data/ai4mars-msl-ncam-256/images --threads 1,2
     """
@@ -114,15 +122,29 @@ def bench_command(
     try:
         bundle = load_bundle(model)
         frames = list(itertools.islice(open_source(source), max_frames))
-        rows = bench(bundle, frames, BenchConfig(threads=counts, repeats=repeats))
+        rows = bench(bundle, frames, BenchConfig(threads=counts, repeats=repeats,
+                                                 backend=backend))
     except (BundleError, SourceError) as exc:
         raise fail(str(exc)) from None
     typer.echo(f"model {bundle.path} ({bundle.manifest.precision}), {len(frames)} frames, "
-               f"{repeats} passes, python {sys.version.split()[0]}")
+               f"{repeats} passes, python {sys.version.split()[0]}, {_cpu_name()}")
     typer.echo(format_table(rows))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else the platform's processor."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def register(app: typer.Typer) -> None:

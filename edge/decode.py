@@ -43,8 +43,34 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """Frame size from the first IFD's ImageWidth/ImageLength tags (classic TIFF only)."""
+    order = {b"II*\x00": "little", b"MM\x00*": "big"}.get(data[:4])
+    if order is None or len(data) < 8:
+        return None
+
+    def num(at: int, size: int) -> int:
+        return int.from_bytes(data[at : at + size], order)
+
+    ifd = num(4, 4)
+    if ifd + 2 > len(data):
+        return None
+    found: dict[int, int] = {}
+    for k in range(num(ifd, 2)):
+        entry = ifd + 2 + 12 * k
+        if entry + 12 > len(data):
+            break
+        tag, kind = num(entry, 2), num(entry + 2, 2)
+        if tag in (256, 257):
+            found[tag] = num(entry + 8, 2) if kind == 3 else num(entry + 8, 4)
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
 def check_bytes(data: bytes, name: str) -> None:
-    """Reject empty, truncated or oversized JPEG/PNG data before decoding it."""
+    """Reject empty, truncated or oversized JPEG/PNG data (and TIFF claiming too many
+    pixels) before decoding it."""
     if not data:
         raise FrameError(f"{name}: empty file (0 bytes)")
     if data[:2] == b"\xff\xd8":
@@ -57,7 +83,7 @@ def check_bytes(data: bytes, name: str) -> None:
             raise FrameError(f"{name}: truncated PNG (no IEND chunk)")
         size = _png_size(data)
     else:
-        size = None
+        size = _tiff_size(data)
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise FrameError(
             f"{name}: header claims {size[0]}x{size[1]} pixels, more than the "

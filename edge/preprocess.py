@@ -74,6 +74,37 @@ def to_unit_float(image: np.ndarray, channels: int) -> np.ndarray:
     return img
 
 
+def _raw_float(image: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """Decoded image -> (float32 (H, W, 1|3) of its raw values, alpha dropped; the factor
+    that maps them to [0, 1]). Float images are clipped to [0, 1] (factor 1)."""
+    if image.dtype == np.uint8:
+        unit = np.float32(1 / 255.0)
+    elif image.dtype == np.uint16:
+        unit = np.float32(1 / 65535.0)
+    elif np.issubdtype(image.dtype, np.floating):
+        unit = np.float32(1.0)
+    else:
+        raise ValueError(f"unsupported pixel type {image.dtype}")
+    img = image[:, :, None] if image.ndim == 2 else image
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"unsupported image shape {image.shape}")
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    img = img.astype(np.float32)
+    if unit == 1.0:
+        np.clip(img, 0.0, 1.0, out=img)
+    return img, unit
+
+
+def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """float32 (H, W, 1|3) -> (H, W, channels): BGR to grey, or grey repeated."""
+    if channels == 1 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[:, :, None]
+    if channels == 3 and img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    return img
+
+
 def frame_to_tiles(image: np.ndarray, spec: InputSpec, tiling: TilingSpec) -> TiledFrame:
     """Decoded frame (H, W[, C]) -> :class:`TiledFrame` with tiles (N, C, S, S) float32.
 
@@ -84,7 +115,9 @@ def frame_to_tiles(image: np.ndarray, spec: InputSpec, tiling: TilingSpec) -> Ti
     """
     height, width = image.shape[:2]
     ref_boxes, boxes = tile_boxes(width, height, tiling)
-    img = to_unit_float(image, spec.channels)
+    # Scaling to [0, 1], resizing and BGR->grey are linear and commute: resize the raw
+    # values first, so that the per-pixel work is done on the small network-scale image.
+    img, unit = _raw_float(image)
     factor = spec.tile_pixels / tiling.tile
     ref_w, ref_h = reference_size(width, height, tiling)
     net_w, net_h = round(ref_w * factor), round(ref_h * factor)
@@ -94,9 +127,10 @@ def frame_to_tiles(image: np.ndarray, spec: InputSpec, tiling: TilingSpec) -> Ti
         img = cv2.resize(img, (net_w, net_h), interpolation=interp)
         if img.ndim == 2:
             img = img[:, :, None]
+    img = _to_channels(img, spec.channels)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    img = (img - mean) / std
+    img = img * (unit / std) - mean / std  # == (img * unit - mean) / std
     s = spec.tile_pixels
     origins = np.round(ref_boxes[:, :2] * factor).astype(np.int64)
     # Clamp for rounding at the far edge, then gather (N, S, S, C) with a strided view.

@@ -1,4 +1,4 @@
-"""Frame sources: a directory, a glob, one image file, or a video file.
+"""Frame sources: a directory, a glob, one image file, a video file, or a camera index.
 
 A source yields :class:`FrameRef` items in a stable order; each names its frame
 relative to the source and decodes it only when asked, so that a bad frame
@@ -84,48 +84,100 @@ def list_image_files(source: str, recursive: bool = False) -> tuple[Path, list[P
     return path.parent, [path]
 
 
-def _video_frames(path: Path) -> Iterator[FrameRef]:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise SourceError(f"video '{path}' cannot be opened (unreadable or unsupported codec)")
+class FrameStream:
+    """Frames of a source, in order: an iterator of :class:`FrameRef`.
+
+    ``total`` is the number of frames when known in advance (files; a video's frame count
+    as its container states it), else None (camera). ``kind`` is ``files``, ``video`` or
+    ``camera``.
+    """
+
+    def __init__(self, frames: Iterator[FrameRef], total: int | None, kind: str):
+        self._frames = frames
+        self.total = total
+        self.kind = kind
+
+    def __iter__(self) -> FrameStream:
+        return self
+
+    def __next__(self) -> FrameRef:
+        return next(self._frames)
+
+
+def _error_ref(name: str, message: str) -> FrameRef:
+    def load() -> np.ndarray:
+        raise FrameError(f"{name}: {message}")
+
+    return FrameRef(name=name, load=load)
+
+
+def _capture_frames(cap: cv2.VideoCapture, prefix: str, what: str) -> Iterator[FrameRef]:
+    """Frames ``PREFIX#000000``, ... read one at a time from an opened capture."""
     index = 0
     try:
         while True:
             t0 = time.perf_counter()
             ok, frame = cap.read()
             decode_ms = (time.perf_counter() - t0) * 1e3
-            if not ok:
+            if not ok or frame is None:
                 if index == 0:
-                    raise SourceError(f"video '{path}' holds no readable frame")
+                    yield _error_ref(prefix, f"{what} holds no readable frame")
                 return
-            image = frame
-            yield FrameRef(f"{path.name}#{index:06d}", lambda image=image: image, decode_ms)
+            yield FrameRef(f"{prefix}#{index:06d}", lambda image=frame: image, decode_ms)
             index += 1
     finally:
         cap.release()
 
 
-def open_source(source: str | os.PathLike, recursive: bool = False) -> Iterator[FrameRef]:
-    """Frames of ``source`` in order. Errors that concern the whole source (missing, empty,
-    unopenable video) raise SourceError before the first frame is yielded."""
+def _video_stream(path: Path) -> FrameStream:
+    """A video file. One that cannot be opened or read yields a single error frame named
+    after the file (bad input: the run records it and exits 2), never a SourceError."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        message = "video cannot be opened (unreadable, or a codec OpenCV lacks)"
+        return FrameStream(iter([_error_ref(path.name, message)]), 1, "video")
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    return FrameStream(_capture_frames(cap, path.name, "video"), count or None, "video")
+
+
+def is_camera_index(source: str) -> bool:
+    """A source that is all digits and not an existing path names a camera (``0``, ``1``)."""
+    return source.isdigit() and not Path(source).exists()
+
+
+def _camera_stream(index: int) -> FrameStream:
+    """Live frames of camera ``index`` (cv2.VideoCapture(int)), until it stops delivering."""
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        cap.release()
+        raise SourceError(
+            f"camera {index} cannot be opened (no such device, no permission, or busy); "
+            "a source that is all digits names a camera index"
+        )
+    return FrameStream(_capture_frames(cap, f"camera{index}", f"camera {index}"), None, "camera")
+
+
+def open_source(source: str | os.PathLike, recursive: bool = False) -> FrameStream:
+    """Frames of ``source`` in order: a directory, a glob, an image file, a video file or a
+    camera index. Errors that concern the whole source (missing, holds no image, camera
+    that does not open) raise SourceError before the first frame is yielded; a bad frame
+    (corrupt image, unreadable video) fails when loaded, with a FrameError."""
     src = str(source)
     path = Path(src)
+    if is_camera_index(src):
+        return _camera_stream(int(src))
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-        frames = _video_frames(path)
-        first = next(frames)  # raises SourceError for an unreadable video, eagerly
-
-        def chain() -> Iterator[FrameRef]:
-            yield first
-            yield from frames
-
-        return chain()
+        return _video_stream(path)
     if path.is_file() and not _is_image(path):
         raise SourceError(
             f"'{source}' is neither an image ({', '.join(IMAGE_SUFFIXES)}) "
             f"nor a video ({', '.join(VIDEO_SUFFIXES)})"
         )
     root, files = list_image_files(src, recursive)
-    return (_image_ref(p, os.path.relpath(p, root)) for p in files)
+    refs = (_image_ref(p, os.path.relpath(p, root)) for p in files)
+    return FrameStream(refs, len(files), "files")
 
 
-__all__ = ["FrameError", "FrameRef", "SourceError", "open_source", "list_image_files"]
+__all__ = ["FrameError", "FrameRef", "FrameStream", "SourceError", "is_camera_index",
+           "list_image_files", "open_source"]

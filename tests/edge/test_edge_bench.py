@@ -36,7 +36,7 @@ def test_bench_cli(frames_dir, tiny_bundle, tmp_path, capsys):
     assert code == 0
     rows = json.loads(out.read_text())
     assert len(rows) == 1 and rows[0]["frames"] == 2
-    assert "| onnxruntime | 1 | 2 |" in capsys.readouterr().out
+    assert "| onnxruntime | 1 | mixed | 2 |" in capsys.readouterr().out
 
 
 def test_bench_cli_bad_threads(frames_dir, tiny_bundle, capsys):

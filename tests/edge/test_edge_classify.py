@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 from edge_images import synthetic_frame
 
-from edge.classify import FrameClassifier, RunSummary, classify_frames, softmax, tile_records
+from edge.classify import FrameClassifier, softmax, tile_records
 from edge.decode import FrameError
+from edge.options import ClassifyOptions
 from edge.outputs import FRAMES_FILE, PARTIAL, TILES_FILE, RunWriter
+from edge.run import classify_frames
 from edge.runners import make_runner
 from edge.sources import FrameRef
+from edge.summary import RunSummary
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +76,32 @@ def _refs(*names):
     return [ref(n) for n in names]
 
 
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def start(self, total):
+        self.events.append(("start", total))
+
+    def frame(self, name, error, resumed):
+        self.events.append((name, error, resumed))
+
+    def finish(self):
+        self.events.append(("finish",))
+
+
 def test_classify_frames_summary(classifier, tmp_path):
-    seen = []
-    summary = classify_frames(_refs("a", "bad1", "b"), classifier, tmp_path,
-                              on_frame=lambda name, err: seen.append((name, err)))
+    seen = Recorder()
+    summary = classify_frames(_refs("a", "bad1", "b"), classifier,
+                              ClassifyOptions("gen", out_dir=tmp_path), observer=seen)
     assert (summary.frames, summary.classified, summary.tiles) == (3, 2, 128)
     assert summary.skipped == [("bad1", "bad1: corrupt")] and summary.exit_code == 2
-    assert seen == [("a", None), ("bad1", "bad1: corrupt"), ("b", None)]
+    assert seen.events == [("start", None), ("a", None, False), ("bad1", "bad1: corrupt", False),
+                           ("b", None, False), ("finish",)]
     report = summary.report()
     json.dumps(report)
     assert report["stage_ms"]["inference"]["count"] == 2
+    assert report["stage_ms"]["total"]["count"] == 2
     assert sum(report["class_shares"].values()) == pytest.approx(1.0, abs=1e-3)
     assert set(report["outputs"]) == {TILES_FILE, FRAMES_FILE}
 
@@ -97,7 +116,7 @@ def test_crash_mid_run_publishes_nothing(classifier, tmp_path):
 
     refs = _refs("a") + [FrameRef("boom", explode)]
     with pytest.raises(RuntimeError):
-        classify_frames(refs, classifier, tmp_path)
+        classify_frames(refs, classifier, ClassifyOptions("gen", out_dir=tmp_path))
     assert not (tmp_path / TILES_FILE).exists() and not (tmp_path / FRAMES_FILE).exists()
     # what was written so far stays in the partial files, marked as incomplete
     assert (tmp_path / (FRAMES_FILE + PARTIAL)).read_text().count("\n") == 1

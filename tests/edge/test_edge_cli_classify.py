@@ -49,7 +49,8 @@ def test_all_good_exit_0_and_exact_fields(frames_dir, tmp_path, tiny_bundle):
         assert t["label"] == CLASSES[t["class_id"]]
         assert 1 / len(CLASSES) <= t["confidence"] <= 1.0
     assert not list(out.glob("*.partial"))
-    assert sorted(p.name for p in out.iterdir()) == ["frames.jsonl", "run.json", "tiles.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "frames.jsonl", "run.json",
+                                                     "tiles.jsonl"]
     run = json.loads((out / "run.json").read_text())
     manifest = json.loads((tiny_bundle.path / "manifest.json").read_text())
     assert run["model"]["sha256"] == manifest["sha256"]
@@ -170,10 +171,16 @@ def test_max_frames(frames_dir, tmp_path, tiny_bundle):
     assert [f["frame"] for f in _jsonl(out / "frames.jsonl")] == ["a.png"]
 
 
-def test_rerun_replaces_outputs(frames_dir, tmp_path, tiny_bundle):
+def test_rerun_into_completed_run_needs_overwrite(frames_dir, tmp_path, tiny_bundle, capsys):
     out = tmp_path / "out"
     assert _classify(frames_dir, out, tiny_bundle, "-q") == 0
-    assert _classify(frames_dir / "a.png", out, tiny_bundle, "-q") == 0
+    before = (out / "tiles.jsonl").read_bytes()
+    capsys.readouterr()
+    assert _classify(frames_dir / "a.png", out, tiny_bundle, "-q") == 1
+    err = capsys.readouterr().err
+    assert "already holds a completed run" in err and "--overwrite" in err and "--out" in err
+    assert (out / "tiles.jsonl").read_bytes() == before  # untouched
+    assert _classify(frames_dir / "a.png", out, tiny_bundle, "-q", "--overwrite") == 0
     assert [f["frame"] for f in _jsonl(out / "frames.jsonl")] == ["a.png"]
     assert len(_jsonl(out / "tiles.jsonl")) == 64
 
@@ -197,7 +204,8 @@ def test_video_source(tmp_path, tiny_bundle):
 def test_summary_printed(frames_dir, tmp_path, tiny_bundle, capsys):
     assert _classify(frames_dir, tmp_path / "out", tiny_bundle) == 0
     text = capsys.readouterr().out
-    assert "classified 2/2 frames, 128 tiles" in text and "mean ms per frame" in text
+    assert "classified 2/2 frames, 128 tiles" in text and "ms per frame (mean/p99)" in text
+    assert "class shares: " in text and "inference " in text
 
 
 def test_classify_works_without_torch(frames_dir, tmp_path, tiny_bundle):

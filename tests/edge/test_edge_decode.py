@@ -1,31 +1,11 @@
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from edge_images import synthetic_frame, write_frame
+from edge_images import huge_jpeg, huge_png, huge_tiff, synthetic_frame, write_frame
 
 from edge.decode import MAX_PIXELS, FrameError, decode_image, read_image
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def huge_png(width: int, height: int) -> bytes:
-    """A well-formed PNG header claiming ``width`` x ``height`` grey pixels, with one tiny IDAT."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + _png_chunk(b"IEND", b""))
-
-
-def huge_jpeg(width: int, height: int) -> bytes:
-    """SOI, a baseline SOF0 claiming ``width`` x ``height``, EOI."""
-    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
-    return b"\xff\xd8" + sof + b"\x00" * 8 + b"\xff\xd9"
 
 
 def _encode(ext: str, image: np.ndarray) -> bytes:
@@ -144,3 +124,45 @@ def test_jpeg_decodes(tmp_path, channels, shape):
 def test_jpeg_with_trailing_padding_is_accepted(tmp_path):
     data = _encode(".jpg", synthetic_frame(32, 32))
     assert decode_image(data + b"\x00" * 32, "padded.jpg").shape == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("name", "image"),
+    [
+        ("grey8.tif", synthetic_frame(40, 50)),
+        ("bgr8.tif", synthetic_frame(40, 50, 3)),
+        ("bgr16.tiff", synthetic_frame(40, 50, 3, dtype=np.uint16)),
+        ("bgra8.tif", synthetic_frame(40, 50, 4)),
+        ("bgra16.tif", synthetic_frame(40, 50, 4, dtype=np.uint16)),
+        ("bgra16.png", synthetic_frame(40, 50, 4, dtype=np.uint16)),
+    ],
+)
+def test_tiff_and_rgba_round_trip(tmp_path, name, image):
+    decoded = read_image(write_frame(tmp_path / name, image))
+    assert decoded.dtype == image.dtype and decoded.shape == image.shape
+    np.testing.assert_array_equal(decoded, image)
+
+
+def test_tiff_header_claiming_enormous_size(tmp_path):
+    path = tmp_path / "bomb.tif"
+    path.write_bytes(huge_tiff(70_000, 70_000))
+    assert "70000x70000" in _read_error(path)
+
+
+@pytest.mark.parametrize("ext", [".tif", ".png", ".jpg"])
+def test_real_header_sizes_within_limit_pass(ext):
+    data = _encode(ext, synthetic_frame(30, 70, 3))
+    assert decode_image(data, "f" + ext).shape == (30, 70, 3)
+
+
+def test_truncated_tiff(tmp_path):
+    data = _encode(".tif", synthetic_frame(64, 64, 3))
+    path = tmp_path / "cut.tif"
+    path.write_bytes(data[: len(data) // 3])
+    _read_error(path)
+
+
+def test_text_file_with_image_name(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("these are notes, not a picture\n")
+    assert "not a readable image" in _read_error(path)

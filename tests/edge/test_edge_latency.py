@@ -47,3 +47,33 @@ def test_monotone(seed):
     chain = [stats["min"], *[stats[f"p{p}"] for p in PERCENTILES], stats["max"]]
     assert chain == sorted(chain)
     assert stats["min"] <= stats["mean"] <= stats["max"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_streaming_stats_close_to_exact_and_never_optimistic(seed):
+    from edge.latency import StreamingStats
+
+    values = np.random.default_rng(seed).lognormal(1, 1, 3000)
+    stream = StreamingStats()
+    for v in values:
+        stream.add(v)
+    exact, approx = summarize_ms(values), stream.summary()
+    assert list(approx) == KEYS
+    assert approx["count"] == exact["count"]
+    for key in ("min", "mean", "max"):
+        assert approx[key] == pytest.approx(exact[key], abs=1e-3)
+    for p in PERCENTILES:
+        assert exact[f"p{p}"] - 1e-3 <= approx[f"p{p}"] <= exact[f"p{p}"] * 1.006 + 1e-3
+
+
+def test_streaming_stats_edge_cases():
+    from edge.latency import StreamingStats
+
+    empty = StreamingStats()
+    assert empty.summary() == summarize_ms([])
+    one = StreamingStats()
+    one.add(0.0)
+    assert one.summary()["p99"] == 0.0 and one.summary()["max"] == 0.0
+    big = StreamingStats()
+    big.add(5e7)  # beyond the last bin: capped at the maximum
+    assert big.summary()["p50"] == 5e7

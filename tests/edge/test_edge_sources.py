@@ -1,6 +1,7 @@
 import cv2
 import numpy as np
 import pytest
+from edge_camera import FakeCamera
 from edge_images import synthetic_frame, write_frame
 
 from edge.decode import FrameError
@@ -125,8 +126,55 @@ def test_video_yields_numbered_frames(tmp_path):
         assert ref.decode_ms is not None and ref.decode_ms >= 0
 
 
-def test_unreadable_video(tmp_path):
+def test_unreadable_video_is_one_error_frame(tmp_path):
     path = tmp_path / "broken.avi"
     path.write_bytes(b"RIFF" + b"\x00" * 64)
-    with pytest.raises(SourceError, match="broken.avi"):
-        open_source(path)
+    (ref,) = list(open_source(path))  # bad input, not a usage error: recorded, exit 2
+    assert ref.name == "broken.avi"
+    with pytest.raises(FrameError, match=r"^broken\.avi: video cannot be opened"):
+        ref.load()
+
+
+def test_stream_totals(tree, tmp_path):
+    assert open_source(tree).total == 4 and open_source(tree).kind == "files"
+    assert open_source(str(tree / "*.png")).total == 1
+    video = _write_video(tmp_path / "clip.avi", [np.zeros((16, 16, 3), np.uint8)] * 3)
+    stream = open_source(video)
+    assert stream.kind == "video" and stream.total == 3 and len(list(stream)) == 3
+
+
+@pytest.fixture()
+def camera(monkeypatch, tmp_path):
+    """No camera is attached here: cv2.VideoCapture is replaced by FakeCamera."""
+    import edge.sources
+
+    monkeypatch.setattr(edge.sources.cv2, "VideoCapture", FakeCamera)
+    monkeypatch.chdir(tmp_path)
+    FakeCamera.opened, FakeCamera.frames, FakeCamera.works = [], 3, True
+    return FakeCamera
+
+
+def test_camera_index_opens_video_capture(camera):
+    stream = open_source("1")
+    assert camera.opened == [1] and stream.kind == "camera" and stream.total is None
+    refs = list(stream)
+    assert [r.name for r in refs] == ["camera1#000000", "camera1#000001", "camera1#000002"]
+    assert refs[0].load().shape == (48, 64, 3) and refs[0].decode_ms is not None
+
+
+def test_camera_that_does_not_open(camera):
+    camera.works = False
+    with pytest.raises(SourceError, match="camera 0 cannot be opened"):
+        open_source("0")
+
+
+def test_camera_without_frames_is_an_error_frame(camera):
+    camera.frames = 0
+    (ref,) = list(open_source("0"))
+    with pytest.raises(FrameError, match="camera 0 holds no readable frame"):
+        ref.load()
+
+
+def test_digits_that_name_a_path_are_a_path(camera, tmp_path):
+    write_frame(tmp_path / "0" / "a.png", synthetic_frame(32, 32))
+    assert _names("0") == ["a.png"] and camera.opened == []

@@ -145,7 +145,7 @@ def test_sim_replays_real_frames(pipeline, stream, tmp_path):
                  "--report", str(report_dir), "--deadline-ms", "1000", "--quiet"])
     assert code == 2  # the truncated frame is skipped and listed; the rest are replayed
     report = json.loads((report_dir / "report.json").read_text())
-    assert report["kind"] == "firmware_sim.replay" and report["schema_version"] == 1
+    assert report["kind"] == "firmware_sim.replay" and report["schema_version"] == 2
     assert report["frames"]["replayed"] == N_GOOD + 1
     assert report["frames"]["classified"] == N_GOOD
     assert report["frames"]["errors"] == 1
@@ -161,6 +161,8 @@ def test_sim_replays_real_frames(pipeline, stream, tmp_path):
         assert t["start_ms"] >= t["arrival_ms"] and t["finish_ms"] >= t["start_ms"]
         assert t["latency_ms"] == pytest.approx(t["finish_ms"] - t["arrival_ms"], abs=2e-3)
     ok = [t for t in timeline if t["error"] is None]
-    assert report["deadline_misses"] == sum(t["latency_ms"] > 1000 for t in ok)
+    late = sum(t["latency_ms"] > 1000 for t in ok)
+    assert report["late_frames"] == late
+    assert report["deadline_misses"] == late + report["frames"]["dropped"]
     assert report["latency_ms"]["max"] == pytest.approx(max(t["latency_ms"] for t in ok),
                                                         abs=2e-3)
