@@ -20,6 +20,7 @@ import numpy as np
 from edge.decode import IMAGE_SUFFIXES, FrameError, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
+_INDEXED_VIDEO = (".mp4", ".avi", ".mov", ".m4v")
 _GLOB_CHARS = "*?["
 
 
@@ -43,7 +44,31 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def frame_name(name: str) -> str:
+    """A file name as the outputs name it: valid Unicode whatever the file system holds.
+
+    Python lists a name that is not valid UTF-8 with surrogate escapes (``b'bad\\xff.png'``
+    becomes ``'bad\\udcff.png'``), which no UTF-8 file, CSV cell or terminal can carry;
+    each undecodable byte is written as the four characters ``\\xNN`` instead
+    (``'bad\\\\xff.png'``, shown as ``bad\\xff.png``). Valid names are unchanged."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
+def _listed(path: Path) -> bool:
+    """An image file of a folder or glob: a file with an image name, or a symlink with an
+    image name that leads nowhere (a loop, a dangling link). Such a link is listed so that it
+    gets an error record naming it ("cannot read file"), not silently left out."""
+    if not _is_image(path):
+        return False
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def _image_ref(path: Path, name: str) -> FrameRef:
+    name = frame_name(name)
     return FrameRef(name=name, load=lambda: read_image(path, name))
 
 
@@ -62,8 +87,8 @@ def list_image_files(source: str, recursive: bool = False) -> tuple[Path, list[P
     their names are relative to. Raises SourceError when there is nothing to read."""
     if any(c in source for c in _GLOB_CHARS) and not Path(source).exists():
         root = _glob_root(source)
-        files = sorted(Path(p) for p in glob.glob(source, recursive=recursive) if Path(p).is_file())
-        files = [p for p in files if _is_image(p)]
+        files = sorted(p for p in map(Path, glob.glob(source, recursive=recursive))
+                       if _listed(p))
         if not files:
             raise SourceError(
                 f"glob '{source}' matches no image files ({', '.join(IMAGE_SUFFIXES)})"
@@ -74,7 +99,7 @@ def list_image_files(source: str, recursive: bool = False) -> tuple[Path, list[P
         raise SourceError(f"source '{source}' does not exist")
     if path.is_dir():
         walker = path.rglob("*") if recursive else path.iterdir()
-        files = sorted(p for p in walker if p.is_file() and _is_image(p))
+        files = sorted(p for p in walker if _listed(p))
         if not files:
             hint = "" if recursive else " (use --recursive for sub-folders)"
             raise SourceError(
@@ -111,8 +136,11 @@ def _error_ref(name: str, message: str) -> FrameRef:
     return FrameRef(name=name, load=load)
 
 
-def _capture_frames(cap: cv2.VideoCapture, prefix: str, what: str) -> Iterator[FrameRef]:
-    """Frames ``PREFIX#000000``, ... read one at a time from an opened capture."""
+def _capture_frames(cap: cv2.VideoCapture, prefix: str, what: str,
+                    expected: int | None = None) -> Iterator[FrameRef]:
+    """Frames ``PREFIX#000000``, ... read one at a time from an opened capture. A stream that
+    stops before the ``expected`` frames its container states (a truncated or corrupt
+    video) ends with one error frame, named after the first frame that could not be read."""
     index = 0
     try:
         while True:
@@ -122,6 +150,11 @@ def _capture_frames(cap: cv2.VideoCapture, prefix: str, what: str) -> Iterator[F
             if not ok or frame is None:
                 if index == 0:
                     yield _error_ref(prefix, f"{what} holds no readable frame")
+                elif expected is not None and index < expected:
+                    yield _error_ref(
+                        f"{prefix}#{index:06d}",
+                        f"{what} ended after {index} of the {expected} frames its container "
+                        "states (truncated or corrupt); the rest cannot be read")
                 return
             yield FrameRef(f"{prefix}#{index:06d}", lambda image=frame: image, decode_ms)
             index += 1
@@ -136,9 +169,12 @@ def _video_stream(path: Path) -> FrameStream:
     if not cap.isOpened():
         cap.release()
         message = "video cannot be opened (unreadable, or a codec OpenCV lacks)"
-        return FrameStream(iter([_error_ref(path.name, message)]), 1, "video")
+        return FrameStream(iter([_error_ref(frame_name(path.name), message)]), 1, "video")
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    return FrameStream(_capture_frames(cap, path.name, "video"), count or None, "video")
+    # AVI and MP4/MOV index every frame, so their count is exact; Matroska's is an estimate
+    expected = count if count and path.suffix.lower() in _INDEXED_VIDEO else None
+    frames = _capture_frames(cap, frame_name(path.name), "video", expected)
+    return FrameStream(frames, count or None, "video")
 
 
 def is_camera_index(source: str) -> bool:
@@ -179,5 +215,5 @@ def open_source(source: str | os.PathLike, recursive: bool = False) -> FrameStre
     return FrameStream(refs, len(files), "files")
 
 
-__all__ = ["FrameError", "FrameRef", "FrameStream", "SourceError", "is_camera_index",
-           "list_image_files", "open_source"]
+__all__ = ["FrameError", "FrameRef", "FrameStream", "SourceError", "frame_name",
+           "is_camera_index", "list_image_files", "open_source"]

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# A frame at most this many times as high as wide is tiled. A taller one (a 1-pixel-wide
+# strip, a hostile file) would be scaled up to a reference-width frame of absurd height:
+# a 1 x 5000 PNG would become 256 x 1 280 000 pixels, 40 000 tiles and gigabytes of floats.
+MAX_ASPECT = 16
+
 
 class TilingError(ValueError):
     """A frame cannot be tiled with the given specification."""
@@ -52,7 +57,8 @@ def tile_boxes(width: int, height: int, spec: TilingSpec) -> tuple[np.ndarray, n
     Returns ``(ref_boxes, boxes)``, both int64 arrays of shape (N, 4) holding
     ``x, y, w, h``: ``ref_boxes`` at the reference scale, ``boxes`` in the
     original frame's pixels (clipped to the frame). Tiles are ordered row-major.
-    Raises TilingError when the frame is smaller than one tile at reference scale.
+    Raises TilingError when the frame is smaller than one tile at reference scale, or more
+    than :data:`MAX_ASPECT` times as high as wide.
     """
     if width <= 0 or height <= 0:
         raise TilingError(f"frame has no pixels ({width}x{height})")
@@ -61,6 +67,12 @@ def tile_boxes(width: int, height: int, spec: TilingSpec) -> tuple[np.ndarray, n
         raise TilingError(
             f"frame {width}x{height} is smaller than one tile: at the reference width "
             f"{spec.reference_width} it is {ref_h} px high, a tile is {spec.tile} px"
+        )
+    if ref_h > MAX_ASPECT * ref_w:
+        raise TilingError(
+            f"frame {width}x{height} is too tall for its width: at the reference width "
+            f"{spec.reference_width} it would be {ref_h} px high, more than {MAX_ASPECT} "
+            "times its width"
         )
     ys = _starts(ref_h, spec.tile, spec.stride)
     xs = _starts(ref_w, spec.tile, spec.stride)
