@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import html
 import itertools
-import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from edge.atomic_file import atomic_open
 from edge.options import UNCERTAIN
 from edge.outputs import RecordCodec, complete_lines
 from edge.overlay import class_colours, overlay_file_name
@@ -85,11 +85,10 @@ def write_contact_sheet(out_dir: Path, frames_path: Path, tiles_path: Path,
     colours = {c: _css(v) for c, v in zip(classes, class_colours(classes), strict=True)}
     colours[UNCERTAIN] = "repeating-linear-gradient(45deg,#fff 0 3px,#666 3px 6px)"
     path = out_dir / "contact_sheet.html"
-    tmp = path.with_name(f".{path.name}.tmp")
     shares = ", ".join(f"{html.escape(k)} {v:.1%}" for k, v in report["class_shares"].items())
     key = "".join(f'<span style="background:{colours[c]}">{html.escape(c)}</span>'
                   for c in [*classes, UNCERTAIN])
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(path, "w", fsync=False) as fh:
         fh.write("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
                  f"<title>edge classify: {html.escape(str(out_dir))}</title>"
                  f"<style>{STYLE}</style></head><body>\n")
@@ -101,5 +100,4 @@ def write_contact_sheet(out_dir: Path, frames_path: Path, tiles_path: Path,
                                                 tiles_codec):
             fh.write(_card(frame, counts, colours, overlay_dir))
         fh.write("</div></body></html>\n")
-    os.replace(tmp, path)
     return path

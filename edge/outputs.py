@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from edge.atomic_file import write_bytes_atomic
+
 TILES_FILE = "tiles.jsonl"
 FRAMES_FILE = "frames.jsonl"
 RUN_FILE = "run.json"
@@ -27,15 +29,8 @@ FRAME_FIELDS = ("frame", "width", "height", "tiles", "timings_ms", "error")
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to a hidden temporary sibling, fsync, then rename it over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    return write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 class RecordCodec(Protocol):

@@ -12,13 +12,13 @@ one swatch per class with its share of the frame's tiles.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from urllib.parse import quote
 
 import cv2
 import numpy as np
 
+from edge.atomic_file import write_bytes_atomic
 from edge.options import UNCERTAIN
 
 # BGR colours for the AI4Mars classes; other class names take the palette in order.
@@ -164,7 +164,4 @@ def write_png(path: Path, picture: np.ndarray) -> Path:
     ok, data = cv2.imencode(".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise OSError(f"cannot encode {path.name} as PNG")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, data.tobytes(), fsync=False)

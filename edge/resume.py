@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.atomic_file import atomic_open
 from edge.outputs import PARTIAL, RecordCodec, complete_lines, partial_path
 from edge.summary import RunSummary
 
@@ -63,9 +64,9 @@ def _rewrite(path: Path, codec: RecordCodec, keep: set[str], seen: set[str] | No
     """Rewrite ``path`` with the records of frames in ``keep`` (frames files: first occurrence
     only, tracked in ``seen``); count kept tiles' labels into ``labels``. Returns
     ``(kept, dropped)`` record counts."""
-    tmp = path.with_name(path.name + ".rewrite")
+    total_lines = sum(1 for _ in complete_lines(path)) - (1 if codec.header() else 0)
     kept = dropped = 0
-    with open(tmp, "w", encoding="utf-8", newline="") as out:
+    with atomic_open(path, "w", newline="") as out:
         out.write(codec.header())
         for record, text in codec.decode(complete_lines(path)):
             name = str(record["frame"])
@@ -78,10 +79,6 @@ def _rewrite(path: Path, codec: RecordCodec, keep: set[str], seen: set[str] | No
                     labels[record.get("label")] += 1
             else:
                 dropped += 1
-        out.flush()
-        os.fsync(out.fileno())
-    total_lines = sum(1 for _ in complete_lines(path)) - (1 if codec.header() else 0)
-    os.replace(tmp, path)
     # lines that did not decode (a torn or foreign tail) are dropped too
     return kept, dropped + max(0, total_lines - kept - dropped)
 

@@ -23,7 +23,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import secrets
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
@@ -34,6 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from edge import __version__
+from edge.atomic_file import write_bytes_atomic
 from edge.bundle import BundleError, Manifest
 from edge.tiling import TilingSpec, tile_boxes
 from edge.trt_qdq import default_precision
@@ -257,20 +257,6 @@ def is_writable_dir(path: Path) -> bool:
     return True
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary sibling of ``path``, fsync it, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class PlanCheck:
     """Result of :func:`check_plan`: ``plan`` holds the bytes when ``reason`` is None."""
@@ -413,8 +399,8 @@ class EngineCache:
             "written_by": f"mars-edge {__version__}",
         }
         try:
-            write_atomic(plan_path, plan)
-            write_atomic(sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
+            write_bytes_atomic(plan_path, plan)
+            write_bytes_atomic(sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
         except OSError as exc:
             self.warn(f"cannot write the engine to '{directory}' ({exc.strerror or exc}); it is "
                       "kept in memory only and rebuilt on the next run")
@@ -462,7 +448,7 @@ class EngineCache:
         if directory is None:
             return
         try:
-            write_atomic(directory / self.timing_cache_name(key), data)
+            write_bytes_atomic(directory / self.timing_cache_name(key), data)
         except OSError:
             pass
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from edge.atomic_file import write_bytes_atomic
 
 
 def git_revision() -> str:
@@ -25,24 +27,11 @@ def git_revision() -> str:
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
-    """torch.save into a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            # mkstemp makes the file 0600; give it the umask's permissions, as torch.save does.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fh.fileno(), 0o666 & ~umask)
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """torch.save ``obj`` to ``path`` atomically (serialised in memory, then written to a
+    temporary sibling, fsynced and renamed)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 class CheckpointError(Exception):

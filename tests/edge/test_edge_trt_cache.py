@@ -221,7 +221,7 @@ def test_write_failure_warns_and_leaves_no_partial_files(tmp_path, monkeypatch):
     def disk_full(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("edge.trt_cache.write_atomic", disk_full)
+    monkeypatch.setattr("edge.trt_cache.write_bytes_atomic", disk_full)
     assert cache.store(make_key(), b"plan") is None
     assert "No space left on device" in warn.messages[0]
     assert list((tmp_path / "preferred").iterdir()) == []

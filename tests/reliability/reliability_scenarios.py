@@ -266,9 +266,9 @@ def sim_kill_scenario(work: Path, bundle_dir: Path, kills: int = 8, n_frames: in
 
 
 _KILL_MID_WRITE = """
-import os, signal, sys
-import firmware_sim.report as report
-real_fdopen = os.fdopen
+import builtins, os, signal, sys
+import edge.atomic_file as atomic_file
+real_open = builtins.open
 class Half:
     def __init__(self, fh): self.fh = fh
     def __enter__(self): return self
@@ -276,9 +276,8 @@ class Half:
     def write(self, data):
         self.fh.write(data[: len(data) // 2]); self.fh.flush(); os.fsync(self.fh.fileno())
         os.kill(os.getpid(), signal.SIGKILL)
-report.os = type(os)("os_shim")
-report.os.__dict__.update(os.__dict__)
-report.os.fdopen = lambda fd, mode: Half(real_fdopen(fd, mode))
+# every atomic write (the first one of this run is report.json) dies halfway through
+atomic_file.open = lambda *args, **kwargs: Half(real_open(*args, **kwargs))
 from toolkit_cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
