@@ -19,9 +19,22 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _checkpoint_kind(path: Path) -> str | None:
+    """The ``kind`` of a project checkpoint, or None when it cannot be read (the loader then
+    reports the problem)."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # torch raises many types for bad files
+        return None
+    return obj.get("kind") if isinstance(obj, dict) else None
+
+
 @app.command("onnx")
 def onnx_command(
-    checkpoint: Path = typer.Option(Path("runs/probe/probe.pt"), help="Probe checkpoint."),
+    checkpoint: Path = typer.Option(Path("runs/probe/probe.pt"),
+                                    help="Probe or student checkpoint."),
     out: Path = typer.Option(Path("runs/bundle"), help="Bundle folder to write."),
     name: str = typer.Option("terrain", help="Model name recorded in the manifest."),
     data: Path = typer.Option(Path(default_data_root() / "ai4mars-msl-ncam-256"),
@@ -45,6 +58,15 @@ def onnx_command(
     from train.tiles import TileDataConfig, load_split_tiles
 
     try:
+        if _checkpoint_kind(checkpoint) == "student":
+            from export.student_export import export_student_bundle
+
+            made = export_student_bundle(checkpoint, out, TileDataConfig(root=str(data)),
+                                         check_frames, name=name, opset=opset)
+            diff = made.manifest.provenance["onnx"]["max_abs_diff_vs_torch"]
+            typer.echo(f"bundle {made.path}: sha256 {made.manifest.sha256[:16]}..., "
+                       f"max |torch - onnxruntime| {diff:.2e}")
+            return
         tiles = None
         if check_frames:
             ckpt = load_checkpoint(checkpoint, "probe")
@@ -138,3 +160,173 @@ def tensorrt_command(
         raise _fail(str(exc)) from None
     finally:
         runner.close()
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise _fail(f"{what} must be comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise _fail(f"{what} must be positive integers, got '{text}'")
+    return values
+
+
+@app.command("distill")
+def distill_command(
+    teacher: Path = typer.Option(Path("runs/probe/probe.pt"), help="Teacher probe checkpoint."),
+    out: Path = typer.Option(Path("runs/distill/student.pt"), help="Student checkpoint to write."),
+    bundle: Path = typer.Option(None, help="Also export the student as an fp32 bundle here."),
+    data: Path = typer.Option(Path(default_data_root() / "ai4mars-msl-ncam-256"),
+                              help="AI4Mars folder (train tiles unlabelled, val for scoring)."),
+    widths: str = typer.Option("16,32,64", help="Channels per stage."),
+    blocks: str = typer.Option("1,1,1", help="Basic blocks per stage."),
+    temperature: float = typer.Option(2.0, min=0.1, help="Softmax temperature of the KL term."),
+    feature_weight: float = typer.Option(0.0, min=0.0,
+                                         help="Weight of the feature cosine term (0: logits)."),
+    epochs: int = typer.Option(10, min=1),
+    max_minutes: float = typer.Option(None, help="Training time budget (minutes)."),
+    batch_size: int = typer.Option(256, min=1),
+    lr: float = typer.Option(3e-3, min=0.0),
+    threads: int = typer.Option(2, min=1),
+    max_train_frames: int = typer.Option(None, min=1, help="Train frames, spread over the split."),
+    max_val_frames: int = typer.Option(None, min=1, help="Val frames, spread over the split."),
+    teacher_cache: Path = typer.Option(None, help="npz cache of the teacher's train outputs."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Distil the teacher (encoder + linear head) into a small student on unlabelled train
+    tiles; scores student vs teacher on the val split.
+
+    Example: edge export distill --out runs/distill/student.pt --max-minutes 10
+    """
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise _fail("this command needs torch and onnx: pip install '.[train]'") from None
+    from export.distill import DistillConfig, distill
+    from export.onnx_export import ExportError
+    from export.student_export import export_student_bundle
+    from train.checkpoint import CheckpointError
+    from train.datasets.errors import DatasetError
+    from train.tiles import TileDataConfig
+
+    data_cfg = TileDataConfig(root=str(data), max_train_frames=max_train_frames,
+                              max_val_frames=max_val_frames)
+    cfg = DistillConfig(teacher=str(teacher), out=str(out), data=data_cfg,
+                        widths=_ints(widths, "--widths"), blocks=_ints(blocks, "--blocks"),
+                        temperature=temperature, feature_weight=feature_weight, epochs=epochs,
+                        max_minutes=max_minutes, batch_size=batch_size, lr=lr, threads=threads,
+                        seed=seed, teacher_cache=str(teacher_cache) if teacher_cache else None)
+    if len(cfg.widths) != len(cfg.blocks):
+        raise _fail("--widths and --blocks need the same number of stages")
+    try:
+        metrics = distill(cfg, log=lambda m: typer.echo(m, err=True))
+        if bundle is not None:
+            made = export_student_bundle(out, bundle, data_cfg)
+            typer.echo(f"bundle {made.path}: sha256 {made.manifest.sha256[:16]}...")
+    except (CheckpointError, DatasetError, ExportError) as exc:
+        raise _fail(str(exc)) from None
+    s, t = metrics["student"], metrics["teacher"]
+    typer.echo(f"student {out}: accuracy {s['accuracy']:.4f} (teacher {t['accuracy']:.4f}, "
+               f"{metrics['accuracy_kept']:.1%} kept), mean recall {s['mean_recall']:.4f} "
+               f"(teacher {t['mean_recall']:.4f}), agreement {metrics['agreement']:.4f}")
+
+
+def _threads(text: str) -> tuple[int, ...]:
+    return _ints(text, "--threads")
+
+
+@app.command("quantize")
+def quantize_command(
+    bundle: str = typer.Argument(..., help="fp32 bundle folder to quantize."),
+    out: Path = typer.Option(Path("runs/bundles/student-int8"), help="INT8 bundle to write."),
+    trt_out: Path = typer.Option(None, "--trt-out",
+                                 help="Also write the TensorRT-targeted INT8 (symmetric QDQ) "
+                                      "bundle here."),
+    data: Path = typer.Option(Path(default_data_root() / "ai4mars-msl-ncam-256"),
+                              help="AI4Mars folder: train frames calibrate (unless --calib), "
+                                   "scored val tiles gate."),
+    calib: Path = typer.Option(None, "--calib", help="Folder of images to calibrate on "
+                                                     "instead of the train split."),
+    calib_frames: int = typer.Option(64, min=1, help="Calibration frames, spread evenly."),
+    val_frames: int = typer.Option(None, min=1, help="Val frames for the gate (default all)."),
+    grid: str = typer.Option("full", help="full (24 variants) or short (10)."),
+    variants: str = typer.Option("", help="Only these variants (comma-separated names)."),
+    repeats: int = typer.Option(10, min=1, help="Timing passes over 16 frames per variant."),
+    threads: str = typer.Option("1,2", help="Thread counts to time; the first one ranks."),
+    min_agreement: float = typer.Option(0.99, min=0.0, max=1.0,
+                                        help="Gate: least share of val tiles where INT8 and "
+                                             "float agree (the issue's gate: 0.99)."),
+    max_accuracy_drop: float = typer.Option(0.005, min=0.0, max=1.0,
+                                            help="Gate: most accuracy lost (0.005 = 0.5 "
+                                                 "points)."),
+) -> None:
+    """Static INT8 post-training quantization with ONNX Runtime: every variant of the grid is
+    timed and gated; the fastest that passes is written, with the table in its manifest.
+
+    Example: edge export quantize runs/bundles/student-fp32 --out runs/bundles/student-int8
+    """
+    import logging
+
+    from export.accuracy_gate import GateError
+    from export.quantize import QuantizeConfig, QuantizeError, quantize_bundle
+
+    if grid not in ("full", "short"):
+        raise _fail(f"--grid must be 'full' or 'short', got '{grid}'")
+    logging.getLogger().setLevel(logging.ERROR)  # ORT's "consider pre-processing" advice
+    cfg = QuantizeConfig(bundle=bundle, out=str(out), trt_out=str(trt_out) if trt_out else None,
+                         data=str(data), calib_dir=str(calib) if calib else None,
+                         calib_frames=calib_frames, val_frames=val_frames,
+                         full_grid=grid == "full", repeats=repeats, threads=_threads(threads),
+                         variants=[v.strip() for v in variants.split(",") if v.strip()],
+                         min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
+    try:
+        summary = quantize_bundle(cfg, log=lambda m: typer.echo(m, err=True))
+    except (QuantizeError, GateError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"bundle {summary['bundle']}: {summary['chosen']} ({summary['reason']})")
+    if "trt" in summary:
+        t = summary["trt"]
+        typer.echo(f"bundle {t['bundle']}: TensorRT variant {t['variant']}, agreement "
+                   f"{t['agreement']:.4f}, accuracy {t['accuracy']:.4f}")
+
+
+@app.command("bench")
+def bench_command(
+    source: str = typer.Argument(str(default_data_root() / "ai4mars-msl-ncam-256" / "images"),
+                                 help="Directory, quoted glob or image file of frames."),
+    teacher: Path = typer.Option(Path("runs/probe/probe.pt"), help="Teacher probe checkpoint."),
+    student: str = typer.Option("runs/bundles/student-fp32", help="fp32 student bundle."),
+    int8: str = typer.Option("runs/bundles/student-int8", help="INT8 student bundle."),
+    threads: str = typer.Option("1,2", help="Comma-separated thread counts."),
+    max_frames: int = typer.Option(100, min=1, help="Frames per pass."),
+    repeats: int = typer.Option(3, min=1, help="Passes over the frames."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON here."),
+) -> None:
+    """Teacher (torch eager), float student and INT8 student (ONNX Runtime) side by side on
+    the same frames: tiles/s and per-frame p50/p99. (`edge bench` times one ONNX bundle; this
+    one needs torch for the teacher, which the runtime never imports.)
+
+    Example: edge export bench --student runs/bundles/student-fp32 --int8 runs/bundles/student-int8
+    """
+    import itertools
+    import json
+
+    from edge.bundle import BundleError, load_bundle
+    from edge.sources import SourceError, open_source
+    from export.speed import SpeedConfig, format_rows, side_by_side
+    from train.checkpoint import CheckpointError
+
+    try:
+        fp32, q8 = load_bundle(student), load_bundle(int8)
+        frames = list(itertools.islice(open_source(source), max_frames))
+        rows = side_by_side(teacher, fp32, q8, frames,
+                            SpeedConfig(threads=_threads(threads), repeats=repeats))
+    except (BundleError, SourceError, CheckpointError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{len(frames)} frames x {repeats} passes; teacher {teacher}, student {fp32.path} "
+               f"({fp32.manifest.precision}), int8 {q8.path} ({q8.manifest.precision})")
+    typer.echo(format_rows(rows))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rows, indent=2) + "\n")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from export_fixtures import make_ai4mars, train_probe
+from export_fixtures import distill_student, make_ai4mars, train_probe
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -29,3 +29,12 @@ def trained(ai4mars_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     torch.set_num_threads(1)
     encoder, probe = train_probe(ai4mars_dir, tmp_path_factory.mktemp("export_runs"))
     return {"encoder": encoder, "probe": probe}
+
+
+@pytest.fixture(scope="session")
+def student(trained: dict[str, Path], ai4mars_dir: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny distilled student checkpoint and its fp32 bundle (read-only)."""
+    ckpt, bundle = distill_student(ai4mars_dir, trained["probe"],
+                                   tmp_path_factory.mktemp("student"))
+    return {"checkpoint": ckpt, "bundle": bundle}

@@ -65,3 +65,18 @@ def train_probe(root: Path, out: Path) -> tuple[Path, Path]:
     probe(ProbeConfig(encoder=str(encoder), out=str(probe_path), data=data, label_fraction=0.5,
                       steps=30), log=lambda *_: None)
     return encoder, probe_path
+
+
+def distill_student(root: Path, probe_path: Path, out: Path) -> tuple[Path, Path]:
+    """Distil a very small student from the tiny probe (one epoch) and export it as an fp32
+    bundle checked on random tiles; returns (student.pt, bundle folder)."""
+    from export.distill import DistillConfig, distill
+    from export.student_export import export_student_bundle
+
+    data = TileDataConfig(root=str(root), max_train_frames=4)
+    ckpt = out / "student.pt"
+    distill(DistillConfig(teacher=str(probe_path), out=str(ckpt), data=data, widths=(8, 8, 8),
+                          epochs=1, batch_size=32, threads=1, feature_weight=0.5),
+            log=lambda *_: None)
+    bundle = export_student_bundle(ckpt, out / "student-fp32", None)
+    return ckpt, bundle.path

@@ -1,0 +1,128 @@
+"""Side-by-side speed: the teacher in torch eager, the float student and the INT8 student in
+ONNX Runtime, on the same frames through the same per-frame pipeline.
+
+Every model runs inside edge's :class:`~edge.classify.FrameClassifier` (decode, edge's
+preprocessing, one batch per frame, softmax and argmax), and each frame's tile records are
+built and written as ``edge classify`` does; only the runner differs. The teacher's runner
+wraps the torch module (``torch.no_grad``, eval mode), which is why this lives in
+``export/``: ``edge/`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge.bundle import Bundle
+from edge.classify import FrameClassifier, tile_records
+from edge.decode import FrameError
+from edge.latency import summarize_ms
+from edge.outputs import RunWriter
+from edge.run import apply_thread_budget
+from edge.runners import make_runner
+from edge.sources import FrameRef
+from export.distill import load_teacher
+
+
+class TorchRunner:
+    """The runner interface over a torch module: tiles (N, C, S, S) -> logits (N, K)."""
+
+    name = "torch"
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module.eval()
+
+    def run(self, tiles: np.ndarray) -> np.ndarray:
+        """Logits float32 (N, K)."""
+        with torch.no_grad():
+            return self.module(torch.from_numpy(tiles)).numpy()
+
+
+@dataclass
+class SpeedConfig:
+    """Thread counts, passes over the frames and untimed warm-up frames."""
+
+    threads: tuple[int, ...] = (1, 2)
+    repeats: int = 3
+    warmup: int = 5
+
+
+def _time_frames(classifier: FrameClassifier, frames: list[FrameRef], cfg: SpeedConfig
+                 ) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edge-speed-") as tmp:
+        writer = RunWriter(Path(tmp))
+        try:
+            def one(ref: FrameRef) -> int:
+                result = classifier.classify_ref(ref)
+                records = tile_records(ref.name, result, classifier.classes)
+                writer.write_tiles(records)
+                writer.write_frame({"frame": ref.name, "tiles": len(records), "error": None})
+                return len(records)
+
+            for ref in frames[: cfg.warmup]:
+                try:
+                    one(ref)
+                except FrameError:
+                    pass
+            latencies: list[float] = []
+            tiles = 0
+            start = time.perf_counter()
+            for _ in range(cfg.repeats):
+                for ref in frames:
+                    t0 = time.perf_counter()
+                    try:
+                        result_tiles = one(ref)
+                    except FrameError:
+                        continue
+                    latencies.append((time.perf_counter() - t0) * 1e3)
+                    tiles += result_tiles
+            wall = time.perf_counter() - start
+        finally:
+            writer.close()
+    stats = summarize_ms(latencies)
+    return {"frames": len(latencies), "tiles_per_s": round(tiles / wall, 1) if wall else None,
+            "frames_per_s": round(len(latencies) / wall, 2) if wall else None,
+            "p50_ms": stats["p50"], "p99_ms": stats["p99"]}
+
+
+def side_by_side(teacher: str | Path, student: Bundle, int8: Bundle, frames: list[FrameRef],
+                 cfg: SpeedConfig) -> list[dict[str, Any]]:
+    """One row per (thread count, model): teacher (torch eager), student fp32 and student INT8
+    (ONNX Runtime); ``x_teacher`` and ``x_fp32`` are tiles/s ratios within a thread count."""
+    model, _ = load_teacher(teacher)
+    rows = []
+    for threads in cfg.threads:
+        apply_thread_budget(threads)
+        torch.set_num_threads(threads)
+        group = [
+            ("teacher", "torch eager", FrameClassifier(student, TorchRunner(model))),
+            ("student fp32", "onnxruntime", FrameClassifier(
+                student, make_runner(student, "onnxruntime", threads))),
+            ("student int8", "onnxruntime", FrameClassifier(
+                int8, make_runner(int8, "onnxruntime", threads))),
+        ]
+        measured = []
+        for label, backend, classifier in group:
+            measured.append({"model": label, "backend": backend, "threads": threads,
+                             **_time_frames(classifier, frames, cfg)})
+        base, fp32 = measured[0]["tiles_per_s"], measured[1]["tiles_per_s"]
+        for row in measured:
+            row["x_teacher"] = round(row["tiles_per_s"] / base, 2) if base else None
+            row["x_fp32"] = round(row["tiles_per_s"] / fp32, 2) if fp32 else None
+        rows += measured
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """Rows of :func:`side_by_side` as a Markdown table."""
+    cols = ["model", "backend", "threads", "frames", "tiles_per_s", "p50_ms", "p99_ms",
+            "x_teacher", "x_fp32"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)

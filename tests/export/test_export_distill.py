@@ -1,0 +1,96 @@
+"""Distillation: the loss, the student-vs-teacher comparison and the student checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edge.bundle import load_bundle
+from export.distill import (
+    compare_on_val,
+    distill_loss,
+    load_teacher,
+    student_from_checkpoint,
+    teacher_outputs,
+)
+from export.student_export import export_student_bundle
+from toolkit_cli.main import main
+from train.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from train.datasets.ai4mars import CLASSES
+from train.tiles import TileDataConfig, load_split_tiles
+
+
+def test_loss_is_zero_on_equal_logits_and_matches_kl():
+    t = torch.randn(5, 4)
+    assert distill_loss(t, t, 2.0).item() == pytest.approx(0, abs=1e-6)
+    s = torch.randn(5, 4)
+    p = torch.softmax(t / 2, 1)
+    ref = (p * (torch.log(p) - torch.log_softmax(s / 2, 1))).sum(1).mean() * 4
+    assert distill_loss(s, t, 2.0).item() == pytest.approx(ref.item(), rel=1e-5)
+    f = torch.randn(5, 8)
+    assert distill_loss(t, t, 2.0, f, f, 1.0).item() == pytest.approx(0, abs=1e-5)
+    assert distill_loss(t, t, 2.0, f, -f, 1.0).item() == pytest.approx(2.0, abs=1e-5)
+
+
+def test_compare_on_val_counts_agreement():
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    teacher = np.array([0, 1, 2, 3, 1, 1, 2, 0])   # 6/8 right
+    student = np.array([0, 1, 2, 0, 1, 2, 2, 0])   # 4/8 right; agrees on 6 of 8
+    m = compare_on_val(teacher, student, labels, CLASSES)
+    assert m["agreement"] == pytest.approx(6 / 8)
+    assert m["teacher"]["accuracy"] == pytest.approx(6 / 8)
+    assert m["student"]["accuracy"] == pytest.approx(4 / 8)
+    assert m["accuracy_kept"] == pytest.approx(4 / 6)
+
+
+def test_student_checkpoint_records_a_correct_agreement(student, trained, ai4mars_dir):
+    ckpt = load_checkpoint(student["checkpoint"], "student")
+    assert ckpt["teacher_checkpoint"] == str(trained["probe"])
+    model = student_from_checkpoint(ckpt)
+    teacher, _ = load_teacher(trained["probe"])
+    val = load_split_tiles(TileDataConfig(root=str(ai4mars_dir)), "val").scored()
+    t_pred = teacher_outputs(teacher, val.tiles)[0].argmax(1)
+    with torch.no_grad():
+        s_pred = model(torch.from_numpy(val.tiles)).argmax(1).numpy()
+    m = ckpt["metrics"]
+    assert m["agreement"] == pytest.approx(float((t_pred == s_pred).mean()))
+    assert m["student"]["tiles"] == len(val.labels)
+    assert m["steps"] > 0
+
+
+def test_student_bundle_records_size_and_metrics(student):
+    bundle = load_bundle(student["bundle"])
+    prov = bundle.manifest.provenance
+    assert prov["student"]["parameters"] > 0 and prov["student"]["mflops_per_tile"] > 0
+    assert prov["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
+    assert "agreement_with_teacher" in bundle.manifest.metrics
+    assert prov["distill_config"]["widths"] == [8, 8, 8]
+
+
+def test_wrong_architecture_checkpoint_is_refused(student, tmp_path, capsys):
+    ckpt = load_checkpoint(student["checkpoint"], "student")
+    ckpt["student_config"]["widths"] = [8, 16, 16]  # weights are for (8, 8, 8)
+    bad = save_atomic(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="bad.pt.*do not fit"):
+        export_student_bundle(bad, tmp_path / "b", None)
+    assert not (tmp_path / "b").exists()
+    code = main(["export", "onnx", "--checkpoint", str(bad), "--out", str(tmp_path / "b"),
+                 "--check-frames", "0"])
+    assert code == 1 and str(bad) in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_teacher_of_the_wrong_kind_is_refused(student, tmp_path, capsys):
+    code = main(["export", "distill", "--teacher", str(student["checkpoint"]),
+                 "--out", str(tmp_path / "s.pt")])
+    err = capsys.readouterr().err
+    assert code == 1 and str(student["checkpoint"]) in err and "'probe'" in err
+    assert not (tmp_path / "s.pt").exists()
+
+
+def test_student_checkpoint_exports_through_edge_export_onnx(student, tmp_path):
+    out = tmp_path / "b"
+    assert main(["export", "onnx", "--checkpoint", str(student["checkpoint"]),
+                 "--out", str(out), "--check-frames", "0"]) == 0
+    assert load_bundle(out).manifest.provenance["kind"] == "distilled student"

@@ -1,0 +1,115 @@
+"""``edge export quantize``: variants, the TensorRT variant and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edge.bundle import load_bundle
+from export.quantize import (
+    TRT_VARIANT,
+    QuantizeConfig,
+    QuantizeError,
+    QuantVariant,
+    quantize_bundle,
+    quantize_model,
+    variant_grid,
+)
+from toolkit_cli.main import main
+
+logging.getLogger().setLevel(logging.ERROR)
+
+
+def _ops(path):
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return np.random.default_rng(0).normal(size=(128, 1, 32, 32)).astype(np.float32)
+
+
+def test_grid_covers_every_axis():
+    grid = variant_grid(True)
+    assert len(grid) == 26 and len({v.name for v in grid}) == 26
+    short = variant_grid(False)
+    for axis in ("fmt", "activation", "per_channel", "calibration"):
+        assert len({getattr(v, axis) for v in short}) > 1
+
+
+@pytest.mark.parametrize("fmt,op", [("qdq", "QuantizeLinear"), ("qoperator", "QLinearConv")])
+def test_quantized_model_has_int8_operators(student, calib, tmp_path, fmt, op):
+    src = load_bundle(student["bundle"]).model_path
+    out = quantize_model(src, tmp_path / "q.onnx", QuantVariant(fmt, "u8", True, "minmax"),
+                         calib, "tiles")
+    assert op in _ops(out)
+    onnx.checker.check_model(onnx.load(str(out)))
+
+
+def test_trt_variant_is_symmetric_signed_qdq(student, calib, tmp_path):
+    src = load_bundle(student["bundle"]).model_path
+    out = quantize_model(src, tmp_path / "q.onnx", TRT_VARIANT, calib, "tiles")
+    model = onnx.load(str(out))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert "QLinearConv" not in _ops(out)
+
+
+def test_quantize_bundle_writes_int8_and_trt_bundles(student, ai4mars_dir, tmp_path):
+    cfg = QuantizeConfig(bundle=str(student["bundle"]), out=str(tmp_path / "int8"),
+                         trt_out=str(tmp_path / "trt"), data=str(ai4mars_dir), calib_frames=4,
+                         full_grid=False, repeats=1, threads=(1,), min_agreement=0.0,
+                         max_accuracy_drop=1.0,
+                         variants=["qdq-u8-pc-minmax", "qoperator-u8-pt-minmax"])
+    summary = quantize_bundle(cfg, log=lambda *_: None)
+    int8 = load_bundle(tmp_path / "int8")
+    assert int8.manifest.precision == "int8"
+    q = int8.manifest.provenance["quantization"]
+    assert q["variant"] == summary["chosen"]
+    assert {r["variant"] for r in q["variant_table"]["variants"]} == set(cfg.variants)
+    assert "ms_1t" in q["variant_table"]["variants"][0]
+    trt = load_bundle(tmp_path / "trt")
+    assert trt.manifest.precision == "int8-qdq-trt"
+    assert trt.manifest.provenance["quantization"]["symmetric"] is True
+
+
+def test_an_onnx_file_that_is_not_a_bundle_is_refused(student, tmp_path, capsys):
+    onnx_file = load_bundle(student["bundle"]).model_path
+    code = main(["export", "quantize", str(onnx_file), "--out", str(tmp_path / "q")])
+    err = capsys.readouterr().err
+    assert code == 1 and str(onnx_file) in err and "bundle folder" in err
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_calibration_folder_without_images_is_refused(student, ai4mars_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    code = main(["export", "quantize", str(student["bundle"]), "--out", str(tmp_path / "q"),
+                 "--calib", str(empty), "--data", str(ai4mars_dir)])
+    err = capsys.readouterr().err
+    assert code == 1 and str(empty) in err and "no images" in err
+    assert not (tmp_path / "q").exists()
+    with pytest.raises(QuantizeError, match="not a directory"):
+        quantize_bundle(QuantizeConfig(bundle=str(student["bundle"]), out=str(tmp_path / "q"),
+                                       calib_dir=str(tmp_path / "nope")))
+
+
+def test_a_calibration_folder_of_images_is_used(student, ai4mars_dir, tmp_path):
+    cfg = QuantizeConfig(bundle=str(student["bundle"]), out=str(tmp_path / "int8"),
+                         trt_out=None, data=str(ai4mars_dir),
+                         calib_dir=str(ai4mars_dir / "images"), calib_frames=3, repeats=1,
+                         threads=(1,), min_agreement=0.0, max_accuracy_drop=1.0,
+                         variants=["qdq-u8-pt-minmax"])
+    quantize_bundle(cfg, log=lambda *_: None)
+    table = load_bundle(tmp_path / "int8").manifest.provenance["quantization"]["variant_table"]
+    assert table["calibration"].startswith("3 frames spread over")
+    assert table["calibration_tiles"] == 3 * 64
+    json.dumps(table)

@@ -1,0 +1,36 @@
+"""``edge export bench``: teacher (torch), fp32 and INT8 students side by side."""
+
+from __future__ import annotations
+
+import json
+
+from export_fixtures import write_frame
+
+from edge.bundle import load_bundle
+from toolkit_cli.main import main
+
+
+def test_three_way_bench_reports_every_model_and_thread_count(trained, student, tmp_path,
+                                                              capsys):
+    frames = tmp_path / "frames"
+    for k in range(3):
+        write_frame(frames / f"f{k}.png", seed=k)
+    out = tmp_path / "rows.json"
+    code = main(["export", "bench", str(frames), "--teacher", str(trained["probe"]),
+                 "--student", str(student["bundle"]), "--int8", str(student["bundle"]),
+                 "--threads", "1,2", "--repeats", "1", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())
+    assert [(r["model"], r["threads"]) for r in rows] == [
+        (m, t) for t in (1, 2) for m in ("teacher", "student fp32", "student int8")]
+    assert all(r["frames"] == 3 and r["tiles_per_s"] > 0 for r in rows)
+    assert rows[0]["backend"] == "torch eager" and rows[0]["x_teacher"] == 1.0
+    assert "| teacher | torch eager | 1 |" in capsys.readouterr().out
+
+
+def test_three_way_bench_refuses_an_onnx_file(trained, student, tmp_path, capsys):
+    onnx_file = load_bundle(student["bundle"]).model_path
+    code = main(["export", "bench", str(tmp_path), "--teacher", str(trained["probe"]),
+                 "--student", str(student["bundle"]), "--int8", str(onnx_file)])
+    err = capsys.readouterr().err
+    assert code == 1 and str(onnx_file) in err
