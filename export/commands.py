@@ -193,6 +193,10 @@ def distill_command(
     max_val_frames: int = typer.Option(None, min=1, help="Val frames, spread over the split."),
     teacher_cache: Path = typer.Option(None, help="npz cache of the teacher's train outputs."),
     seed: int = typer.Option(0),
+    resample_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0,
+        help="Share of training tiles replaced by a cubic-up/area-down resampled version "
+             "(robustness to camera resolution); target: the teacher on the clean tile."),
 ) -> None:
     """Distil the teacher (encoder + linear head) into a small student on unlabelled train
     tiles; scores student vs teacher on the val split.
@@ -216,7 +220,8 @@ def distill_command(
                         widths=_ints(widths, "--widths"), blocks=_ints(blocks, "--blocks"),
                         temperature=temperature, feature_weight=feature_weight, epochs=epochs,
                         max_minutes=max_minutes, batch_size=batch_size, lr=lr, threads=threads,
-                        seed=seed, teacher_cache=str(teacher_cache) if teacher_cache else None)
+                        seed=seed, teacher_cache=str(teacher_cache) if teacher_cache else None,
+                        resample_prob=resample_prob)
     if len(cfg.widths) != len(cfg.blocks):
         raise _fail("--widths and --blocks need the same number of stages")
     try:

@@ -57,6 +57,26 @@ class DistillConfig:
     seed: int = 0
     teacher_cache: str | None = None
     eval_batch: int = 2048
+    # Probability that a training tile is replaced by its resampled version (cubic x2 or x4
+    # upsampling, then area downsampling: what a higher-resolution camera frame goes through
+    # on its way to the reference scale), with the teacher's answer on the clean tile as target.
+    resample_prob: float = 0.0
+
+
+def resample_views(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Tiles (B, C, S, S) -> the same shape, each tile replaced with probability ``prob`` by
+    ``area_down(cubic_up(tile, k), k)`` with k 2 or 4 (chosen per batch)."""
+    if prob <= 0:
+        return x
+    pick = torch.rand(x.shape[0], generator=generator) < prob
+    if not pick.any():
+        return x
+    k = 2 if torch.rand(1, generator=generator).item() < 0.5 else 4
+    sel = x[pick]
+    up = F.interpolate(sel, scale_factor=k, mode="bicubic", align_corners=False)
+    out = x.clone()
+    out[pick] = F.avg_pool2d(up, k)
+    return out
 
 
 def distill_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, temperature: float,
@@ -178,6 +198,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
     total_steps = steps_per_epoch * cfg.epochs
     budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     t_train = time.perf_counter()
     step, epoch, stopped, running = 0, 0, "epochs", 0.0
     x_t = torch.from_numpy(tiles)
@@ -195,7 +216,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
             for g in opt.param_groups:  # cosine schedule over steps or time, whichever ends first
                 g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x = x_t[idx].contiguous(memory_format=CL)
+            x = resample_views(x_t[idx], cfg.resample_prob, gen).contiguous(memory_format=CL)
             feats = student.features(x)
             logits = student.head(feats)
             loss = distill_loss(logits, tl[idx], cfg.temperature,

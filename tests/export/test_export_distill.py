@@ -94,3 +94,22 @@ def test_student_checkpoint_exports_through_edge_export_onnx(student, tmp_path):
     assert main(["export", "onnx", "--checkpoint", str(student["checkpoint"]),
                  "--out", str(out), "--check-frames", "0"]) == 0
     assert load_bundle(out).manifest.provenance["kind"] == "distilled student"
+
+
+def test_resample_views_replaces_the_chosen_share_with_blurred_tiles():
+    import torch
+
+    from export.distill import resample_views
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 1, 32, 32)
+    assert resample_views(x, 0.0, gen) is x
+    out = resample_views(x, 0.5, gen)
+    assert out.shape == x.shape
+    changed = (out - x).abs().flatten(1).amax(1) > 1e-6
+    assert 0.35 < changed.float().mean().item() < 0.65
+    # resampling blurs: a changed tile loses high-frequency energy, its mean stays put
+    dx = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean().item()  # noqa: E731
+    assert dx(out[changed]) < dx(x[changed])
+    assert torch.allclose(out[changed].mean((1, 2, 3)), x[changed].mean((1, 2, 3)), atol=0.05)
+    assert torch.equal(out[~changed], x[~changed])
