@@ -43,10 +43,51 @@ def _one_frame(classifier: FrameClassifier, writer: RunWriter, ref: FrameRef
     return len(records), f"{result.width}x{result.height}"
 
 
+def time_classifier(classifier: FrameClassifier, frames: list[FrameRef], warmup: int,
+                    repeats: int) -> dict[str, Any]:
+    """Time ``repeats`` passes over ``frames`` after ``warmup`` untimed frames, end to end
+    (decode to written and flushed JSONL records, in a temporary folder): frames timed,
+    frames/s, tiles/s, p50/p99/max ms per frame and the frame size (``WxH`` or 'mixed')."""
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        writer = RunWriter(Path(tmp))
+        try:
+            for ref in frames[:warmup]:
+                try:
+                    _one_frame(classifier, writer, ref)
+                except FrameError:
+                    pass
+            latencies: list[float] = []
+            sizes: set[str] = set()
+            tiles = 0
+            start = time.perf_counter()
+            for _ in range(repeats):
+                for ref in frames:
+                    t0 = time.perf_counter()
+                    try:
+                        n, size = _one_frame(classifier, writer, ref)
+                    except FrameError:
+                        continue
+                    latencies.append((time.perf_counter() - t0) * 1e3)
+                    tiles += n
+                    sizes.add(size)
+            wall = time.perf_counter() - start
+        finally:
+            writer.close()
+    stats = summarize_ms(latencies)
+    return {
+        "size": sizes.pop() if len(sizes) == 1 else "mixed" if sizes else None,
+        "frames": len(latencies),
+        "frames_per_s": round(len(latencies) / wall, 2) if wall else None,
+        "tiles_per_s": round(tiles / wall, 1) if wall else None,
+        "p50_ms": stats["p50"],
+        "p99_ms": stats["p99"],
+        "max_ms": stats["max"],
+    }
+
+
 def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[dict[str, Any]]:
     """One row per thread count: frames/s, tiles/s and per-frame latency percentiles (ms),
-    end to end: decode, preprocess, inference, postprocess and the JSONL records written
-    and flushed (to a temporary folder).
+    end to end (see :func:`time_classifier`).
 
     Every frame is decoded from its file in every pass (the OS page cache keeps the
     bytes in memory, as a rover's frame buffer would).
@@ -55,43 +96,8 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
     for threads in config.threads:
         apply_thread_budget(threads)
         classifier = FrameClassifier(bundle, make_runner(bundle, config.backend, threads))
-        with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
-            writer = RunWriter(Path(tmp))
-            try:
-                for ref in frames[: config.warmup]:
-                    try:
-                        _one_frame(classifier, writer, ref)
-                    except FrameError:
-                        pass
-                latencies: list[float] = []
-                sizes: set[str] = set()
-                tiles = 0
-                start = time.perf_counter()
-                for _ in range(config.repeats):
-                    for ref in frames:
-                        t0 = time.perf_counter()
-                        try:
-                            n, size = _one_frame(classifier, writer, ref)
-                        except FrameError:
-                            continue
-                        latencies.append((time.perf_counter() - t0) * 1e3)
-                        tiles += n
-                        sizes.add(size)
-                wall = time.perf_counter() - start
-            finally:
-                writer.close()
-        stats = summarize_ms(latencies)
-        rows.append({
-            "backend": config.backend,
-            "threads": threads,
-            "size": sizes.pop() if len(sizes) == 1 else "mixed" if sizes else None,
-            "frames": len(latencies),
-            "frames_per_s": round(len(latencies) / wall, 2) if wall else None,
-            "tiles_per_s": round(tiles / wall, 1) if wall else None,
-            "p50_ms": stats["p50"],
-            "p99_ms": stats["p99"],
-            "max_ms": stats["max"],
-        })
+        rows.append({"backend": config.backend, "threads": threads,
+                     **time_classifier(classifier, frames, config.warmup, config.repeats)})
     return rows
 
 

@@ -90,6 +90,24 @@ def _strict_json(value: Any) -> Any:
     return value
 
 
+def check_against_torch(model: nn.Module, model_bytes: bytes, out: Path, tiles: np.ndarray,
+                        tolerance: float) -> float:
+    """Run the serialised model in ONNX Runtime (from a hidden staging file beside ``out``) and
+    torch on the same tiles (N, C, S, S); the max |logit difference|, or ExportError (no bundle
+    written) when it exceeds ``tolerance``."""
+    staging = out.parent / f".{out.name}.check.onnx"
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.write_bytes(model_bytes)
+        diff = compare_with_torch(model, staging, tiles)
+    finally:
+        staging.unlink(missing_ok=True)
+    if not diff <= tolerance:
+        raise ExportError(f"ONNX Runtime logits differ from torch by {diff:.2e} "
+                          f"(> {tolerance:.0e}); no bundle written")
+    return diff
+
+
 def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) -> Bundle:
     """Write the bundle; raises ExportError (nothing written) when ONNX disagrees with torch.
 
@@ -111,16 +129,7 @@ def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) 
     if check_tiles is None:
         check_tiles = np.random.default_rng(0).normal(size=(64, *shape[1:])).astype(np.float32)
     out = Path(cfg.out_dir)
-    staging = out.parent / f".{out.name}.check.onnx"
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        staging.write_bytes(model_bytes)
-        diff = compare_with_torch(model, staging, check_tiles)
-    finally:
-        staging.unlink(missing_ok=True)
-    if not diff <= cfg.tolerance:
-        raise ExportError(f"ONNX Runtime logits differ from torch by {diff:.2e} "
-                          f"(> {cfg.tolerance:.0e}); no bundle written")
+    diff = check_against_torch(model, model_bytes, out, check_tiles, cfg.tolerance)
     params = sum(p.numel() for p in model.parameters())
     manifest = Manifest(
         name=cfg.name, classes=list(ckpt["classes"]), input=spec, tiling=tiling,

@@ -10,8 +10,6 @@ wraps the torch module (``torch.no_grad``, eval mode), which is why this lives i
 
 from __future__ import annotations
 
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge.bench import time_classifier
 from edge.bundle import Bundle
-from edge.classify import FrameClassifier, tile_records
-from edge.decode import FrameError
-from edge.latency import summarize_ms
-from edge.outputs import RunWriter
+from edge.classify import FrameClassifier
 from edge.run import apply_thread_budget
 from edge.runners import make_runner
 from edge.sources import FrameRef
@@ -53,44 +49,6 @@ class SpeedConfig:
     warmup: int = 5
 
 
-def _time_frames(classifier: FrameClassifier, frames: list[FrameRef], cfg: SpeedConfig
-                 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="edge-speed-") as tmp:
-        writer = RunWriter(Path(tmp))
-        try:
-            def one(ref: FrameRef) -> int:
-                result = classifier.classify_ref(ref)
-                records = tile_records(ref.name, result, classifier.classes)
-                writer.write_tiles(records)
-                writer.write_frame({"frame": ref.name, "tiles": len(records), "error": None})
-                return len(records)
-
-            for ref in frames[: cfg.warmup]:
-                try:
-                    one(ref)
-                except FrameError:
-                    pass
-            latencies: list[float] = []
-            tiles = 0
-            start = time.perf_counter()
-            for _ in range(cfg.repeats):
-                for ref in frames:
-                    t0 = time.perf_counter()
-                    try:
-                        result_tiles = one(ref)
-                    except FrameError:
-                        continue
-                    latencies.append((time.perf_counter() - t0) * 1e3)
-                    tiles += result_tiles
-            wall = time.perf_counter() - start
-        finally:
-            writer.close()
-    stats = summarize_ms(latencies)
-    return {"frames": len(latencies), "tiles_per_s": round(tiles / wall, 1) if wall else None,
-            "frames_per_s": round(len(latencies) / wall, 2) if wall else None,
-            "p50_ms": stats["p50"], "p99_ms": stats["p99"]}
-
-
 def side_by_side(teacher: str | Path, student: Bundle, int8: Bundle, frames: list[FrameRef],
                  cfg: SpeedConfig) -> list[dict[str, Any]]:
     """One row per (thread count, model): teacher (torch eager), student fp32 and student INT8
@@ -110,7 +68,7 @@ def side_by_side(teacher: str | Path, student: Bundle, int8: Bundle, frames: lis
         measured = []
         for label, backend, classifier in group:
             measured.append({"model": label, "backend": backend, "threads": threads,
-                             **_time_frames(classifier, frames, cfg)})
+                             **time_classifier(classifier, frames, cfg.warmup, cfg.repeats)})
         base, fp32 = measured[0]["tiles_per_s"], measured[1]["tiles_per_s"]
         for row in measured:
             row["x_teacher"] = round(row["tiles_per_s"] / base, 2) if base else None

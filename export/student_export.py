@@ -14,7 +14,7 @@ from edge.bundle import Bundle, Manifest, write_bundle
 from edge.preprocess import InputSpec
 from edge.tiling import TilingSpec
 from export.distill import student_from_checkpoint
-from export.onnx_export import ExportError, _strict_json, compare_with_torch, to_onnx_bytes
+from export.onnx_export import ExportError, _strict_json, check_against_torch, to_onnx_bytes
 from export.student import count_onnx_graph
 from train.checkpoint import CheckpointError, git_revision, load_checkpoint
 from train.tiles import TileDataConfig, load_split_tiles
@@ -54,16 +54,7 @@ def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
     else:
         tiles = np.random.default_rng(0).normal(size=(64, *shape[1:])).astype(np.float32)
     out = Path(out_dir)
-    staging = out.parent / f".{out.name}.check.onnx"
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        staging.write_bytes(model_bytes)
-        diff = compare_with_torch(model, staging, tiles)
-    finally:
-        staging.unlink(missing_ok=True)
-    if not diff <= tolerance:
-        raise ExportError(f"ONNX Runtime logits differ from torch by {diff:.2e} "
-                          f"(> {tolerance:.0e}); no bundle written")
+    diff = check_against_torch(model, model_bytes, out, tiles, tolerance)
     m = ckpt["metrics"]
     manifest = Manifest(
         name=name, classes=list(ckpt["classes"]), input=spec, tiling=tiling, precision="fp32",
