@@ -101,10 +101,14 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
     return rows
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Rows from :func:`bench` as a Markdown table."""
-    cols = ["backend", "threads", "size", "frames", "frames_per_s", "tiles_per_s", "p50_ms",
-            "p99_ms", "max_ms"]
+def markdown_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    """``rows`` as a Markdown table of the columns ``cols``."""
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows from :func:`bench` as a Markdown table."""
+    return markdown_table(rows, ["backend", "threads", "size", "frames", "frames_per_s",
+                                 "tiles_per_s", "p50_ms", "p99_ms", "max_ms"])

@@ -90,6 +90,17 @@ def _strict_json(value: Any) -> Any:
     return value
 
 
+def run_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """How and when a bundle is being made: time, command, revisions, torch version."""
+    return {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["edge", *sys.argv[1:]]) if sys.argv else None,
+        "git_revision": git_revision(),
+        "training_git_revision": ckpt.get("git_revision"),
+        "torch": str(torch.__version__),
+    }
+
+
 def check_against_torch(model: nn.Module, model_bytes: bytes, out: Path, tiles: np.ndarray,
                         tolerance: float) -> float:
     """Run the serialised model in ONNX Runtime (from a hidden staging file beside ``out``) and
@@ -135,11 +146,7 @@ def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) 
         name=cfg.name, classes=list(ckpt["classes"]), input=spec, tiling=tiling,
         precision="fp32", sha256="",
         provenance=_strict_json({
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(["edge", *sys.argv[1:]]) if sys.argv else None,
-            "git_revision": git_revision(),
-            "training_git_revision": ckpt.get("git_revision"),
-            "torch": str(torch.__version__),
+            **run_provenance(ckpt),
             "data": {"dataset": "AI4Mars Navcam (ai4mars-msl-ncam-256)",
                      "pretrain": "unlabelled train-split tiles",
                      "labels": f"{ckpt['probe_config']['label_fraction']:.0%} of scored "

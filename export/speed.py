@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge.bench import time_classifier
+from edge.bench import markdown_table, time_classifier
 from edge.bundle import Bundle
 from edge.classify import FrameClassifier
 from edge.run import apply_thread_budget
@@ -79,8 +79,5 @@ def side_by_side(teacher: str | Path, student: Bundle, int8: Bundle, frames: lis
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """Rows of :func:`side_by_side` as a Markdown table."""
-    cols = ["model", "backend", "threads", "frames", "tiles_per_s", "p50_ms", "p99_ms",
-            "x_teacher", "x_fp32"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, ["model", "backend", "threads", "frames", "tiles_per_s",
+                                 "p50_ms", "p99_ms", "x_teacher", "x_fp32"])

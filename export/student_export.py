@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +12,15 @@ from edge.bundle import Bundle, Manifest, write_bundle
 from edge.preprocess import InputSpec
 from edge.tiling import TilingSpec
 from export.distill import student_from_checkpoint
-from export.onnx_export import ExportError, _strict_json, check_against_torch, to_onnx_bytes
+from export.onnx_export import (
+    ExportError,
+    _strict_json,
+    check_against_torch,
+    run_provenance,
+    to_onnx_bytes,
+)
 from export.student import count_onnx_graph
-from train.checkpoint import CheckpointError, git_revision, load_checkpoint
+from train.checkpoint import CheckpointError, load_checkpoint
 from train.tiles import TileDataConfig, load_split_tiles
 
 MAX_PARAMETERS = 1_000_000
@@ -60,11 +64,7 @@ def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
         name=name, classes=list(ckpt["classes"]), input=spec, tiling=tiling, precision="fp32",
         sha256="",
         provenance=_strict_json({
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(["edge", *sys.argv[1:]]) if sys.argv else None,
-            "git_revision": git_revision(),
-            "training_git_revision": ckpt.get("git_revision"),
-            "torch": str(torch.__version__),
+            **run_provenance(ckpt),
             "kind": "distilled student",
             "teacher_checkpoint": ckpt["teacher_checkpoint"],
             "teacher_metrics": {k: (ckpt.get("teacher_metrics") or {}).get(k)
