@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 from edge_camera import FakeCamera
-from edge_images import huge_png, huge_tiff, synthetic_frame, write_frame
+from edge_images import synthetic_frame, write_frame
+from image_headers import huge_png, huge_tiff
 from tiny_model import CLASSES, make_tiny_bundle
 
 from edge.rundir import locked

@@ -3,7 +3,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edge_images import huge_jpeg, huge_png, huge_tiff, synthetic_frame, write_frame
+from edge_images import synthetic_frame, write_frame
+from image_headers import huge_jpeg, huge_png, huge_tiff
 
 from edge.decode import MAX_PIXELS, FrameError, decode_image, read_image
 

@@ -24,13 +24,12 @@ JSON's ``\\udcff`` escape is a lone surrogate that strict parsers reject).
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from image_headers import huge_jpeg, huge_png, huge_tiff
 from reliability_data import encode, synthetic_frame
 
 from edge.sources import frame_name
@@ -47,32 +46,6 @@ class Hostile:
     kind: str
     expected: str  # "error", "classified", "any" or "not_listed"
     match: str = ""  # a substring of the error message, for "error"
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def huge_png(width: int, height: int) -> bytes:
-    """A well-formed PNG header claiming ``width`` x ``height`` grey pixels, tiny IDAT."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + _png_chunk(b"IEND", b""))
-
-
-def huge_jpeg(width: int, height: int) -> bytes:
-    """SOI, a baseline SOF0 claiming ``width`` x ``height``, EOI."""
-    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
-    return b"\xff\xd8" + sof + b"\x00" * 8 + b"\xff\xd9"
-
-
-def huge_tiff(width: int, height: int) -> bytes:
-    """A little-endian TIFF whose first IFD claims ``width`` x ``height``."""
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (262, 3, 1, 1)]
-    ifd = struct.pack("<H", len(entries)) + b"".join(
-        struct.pack("<HHII", *e) for e in entries) + struct.pack("<I", 0)
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 64
 
 
 def flip_bits(data: bytes, rng: np.random.Generator, start: int, stop: int, n: int) -> bytes:

@@ -19,9 +19,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from hostile_inputs import write_corrupt_video
-from reliability_data import make_bundle, make_tiny_ai4mars, run_edge
-from reliability_scenarios import (
+# Run as a script, this folder is on sys.path; the shared helpers (pytest's pythonpath) too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+
+from hostile_inputs import write_corrupt_video  # noqa: E402
+from reliability_data import make_bundle, make_tiny_ai4mars, run_edge  # noqa: E402
+from reliability_scenarios import (  # noqa: E402
     bundle_scenario,
     classify_kill_scenario,
     full_disk_scenario,
