@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import typer
 from edge.bench import BenchConfig, bench, format_table
 from edge.bundle import DEFAULT_MODEL, BundleError, load_bundle
 from edge.options import ClassifyOptions, OptionsError, parse_formats
+from edge.outputs import write_json_atomic
 from edge.progress import ProgressBar, skipped_lines, summary_lines
 from edge.run import classify_frames, open_run
 from edge.rundir import RunDirError
@@ -131,7 +131,7 @@ def bench_command(
     typer.echo(format_table(rows))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(rows, indent=2) + "\n")
+        write_json_atomic(json_out, rows)
 
 
 def _cpu_name() -> str:

@@ -315,9 +315,9 @@ def bench_command(
     Example: edge export bench --student runs/bundles/student-fp32 --int8 runs/bundles/student-int8
     """
     import itertools
-    import json
 
     from edge.bundle import BundleError, load_bundle
+    from edge.outputs import write_json_atomic
     from edge.sources import SourceError, open_source
     from export.speed import SpeedConfig, format_rows, side_by_side
     from train.checkpoint import CheckpointError
@@ -334,4 +334,4 @@ def bench_command(
     typer.echo(format_rows(rows))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(rows, indent=2) + "\n")
+        write_json_atomic(json_out, rows)
