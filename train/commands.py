@@ -61,23 +61,56 @@ def pretrain_command(
     threads: int = typer.Option(None, min=1, help="Torch CPU threads."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue from OUT/encoder.pt (same settings required)."),
+    domains: str = typer.Option("ai4mars", help="Pool domains and proportions, e.g. "
+                                "'ai4mars:0.5,msl:0.3,hirise:0.2' (domain mixing)."),
+    data_root: Path = typer.Option(Path(DATA_ROOT), help="Folder holding msl-v2.1 and "
+                                   "hirise-v1 (for --domains)."),
+    epoch_size: int = typer.Option(None, min=2, help="Pool draws per epoch (default: pool size)."),
+    max_items_per_domain: int = typer.Option(None, min=1, help="Cap each domain's items."),
+    cluster_mode: str = typer.Option(None, help="False-negative correction: eliminate or "
+                                     "attract (default: off)."),
+    cluster_k: str = typer.Option("64", help="k-means cluster counts, comma-separated."),
+    cluster_warmup: int = typer.Option(1, min=0, help="Epochs before the first clustering."),
+    cluster_every: int = typer.Option(1, min=1, help="Re-cluster every N epochs."),
+    monitor: str = typer.Option(None, help="Log weighted kNN val accuracy each epoch on "
+                                "'ai4mars' or 'msl'."),
 ) -> None:
-    """SimCLR on unlabelled AI4Mars train tiles; writes OUT/encoder.pt atomically each epoch.
+    """SimCLR on an unlabelled pool (AI4Mars tiles by default, or mixed domains), optionally
+    cluster-corrected; writes OUT/encoder.pt atomically each epoch. Runs under torchrun too.
 
     Example: edge train pretrain --out runs/pretrain --epochs 2 --max-minutes 20
+    --cluster-mode eliminate --cluster-k 32,64 --domains ai4mars:0.5,msl:0.3,hirise:0.2
     """
     _require_torch()
     from train.checkpoint import CheckpointError
+    from train.clustering import ClusterConfig
+    from train.losses import CLUSTER_MODES
+    from train.pool import parse_domains
     from train.pretrain import PretrainConfig, TrainingError, pretrain
     from train.tiles import TileDataConfig
 
-    cfg = PretrainConfig(out_dir=str(out), preset=preset,
-                         data=TileDataConfig(root=str(data), max_train_frames=max_frames),
-                         batch_size=batch_size, epochs=epochs, max_minutes=max_minutes, lr=lr,
-                         seed=seed, threads=threads, resume=resume)
+    cluster = None
+    if cluster_mode is not None:
+        if cluster_mode not in CLUSTER_MODES:
+            raise _fail(f"--cluster-mode must be one of {', '.join(CLUSTER_MODES)}")
+        try:
+            ks = tuple(int(k) for k in cluster_k.split(","))
+        except ValueError:
+            raise _fail(f"--cluster-k {cluster_k!r}: expected integers like 32,64") from None
+        cluster = ClusterConfig(mode=cluster_mode, ks=ks, warmup_epochs=cluster_warmup,
+                                every_epochs=cluster_every)
     try:
+        cfg = PretrainConfig(out_dir=str(out), preset=preset,
+                             data=TileDataConfig(root=str(data), max_train_frames=max_frames),
+                             batch_size=batch_size, epochs=epochs, max_minutes=max_minutes,
+                             lr=lr, seed=seed, threads=threads, resume=resume,
+                             domains=parse_domains(domains),
+                             msl_root=str(data_root / "msl-v2.1"),
+                             hirise_root=str(data_root / "hirise-v1"),
+                             max_items_per_domain=max_items_per_domain, epoch_size=epoch_size,
+                             cluster=cluster, monitor=monitor)
         path = pretrain(cfg, log=typer.echo)
-    except (CheckpointError, DatasetError, TrainingError) as exc:
+    except (CheckpointError, DatasetError, TrainingError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"encoder checkpoint: {path}")
 
@@ -115,3 +148,122 @@ def probe_command(
     typer.echo(f"validation accuracy {m['accuracy']:.4f}, mean recall {m['mean_recall']:.4f} "
                f"over {m['tiles']} tiles; per class {m['per_class_recall']}")
     typer.echo(f"probe checkpoint: {out}")
+
+
+@train_app.command("show-augment")
+def show_augment_command(
+    data: Path = typer.Option(Path(AI4MARS), help="AI4Mars Navcam folder."),
+    out: Path = typer.Option(Path("runs/augment.png"), help="PNG to write."),
+    tiles: int = typer.Option(8, min=1, help="Rows: tiles shown."),
+    views: int = typer.Option(6, min=0, help="Augmented views per tile."),
+    seed: int = typer.Option(0),
+    scale: int = typer.Option(4, min=1, help="Nearest-neighbour upscaling of each tile."),
+    max_frames: int = typer.Option(20, min=1, help="Load N train frames spread over the split."),
+) -> None:
+    """Grid PNG of train tiles (first column) and their augmented views (the default
+    AugmentConfig). Tiles are the most textured (highest std) of a sample spread over the
+    loaded tiles.
+
+    Example: edge train show-augment --out runs/augment.png --tiles 8 --views 6
+    """
+    _require_torch()
+    import torch
+
+    from train.augment import AugmentConfig
+    from train.augment_preview import augment_grid, pick_textured, write_png_atomic
+    from train.tiles import TileDataConfig, load_split_tiles
+
+    cfg = TileDataConfig(root=str(data), max_train_frames=max_frames)
+    try:
+        tileset = load_split_tiles(cfg, "train", with_labels=False)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from None
+    picks = pick_textured(tileset.tiles, tiles)
+    spec = cfg.input_spec
+    grid = augment_grid(torch.from_numpy(tileset.tiles[picks]), AugmentConfig(), views=views,
+                        seed=seed, scale=scale, mean=spec.mean, std=spec.std)
+    path = write_png_atomic(out, grid)
+    typer.echo(f"augmentation grid ({len(picks)} tiles x {views} views): {path}")
+
+
+@train_app.command("throughput")
+def throughput_command(
+    preset: str = typer.Option("tiny,small,resnet18", help="Comma-separated encoder presets."),
+    tile_pixels: int = typer.Option(32, min=4),
+    batch_size: int = typer.Option(256, min=2),
+    steps: int = typer.Option(10, min=1, help="Timed steps."),
+    warmup: int = typer.Option(2, min=0, help="Untimed steps first."),
+    threads: int = typer.Option(None, min=1, help="Torch CPU threads."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    json_path: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
+) -> None:
+    """SimCLR training images/s per preset on random tiles (two views, encoder + head,
+    nt_xent, AdamW; median and p10/p90 over the timed steps); prints a Markdown table.
+
+    Example: edge train throughput --preset tiny,small --batch-size 256 --steps 10 --threads 4
+    """
+    _require_torch()
+    import json
+
+    from edge.atomic_file import write_bytes_atomic
+    from train.models import ENCODER_PRESETS
+    from train.throughput import markdown_table, training_throughput
+
+    presets = [p.strip() for p in preset.split(",") if p.strip()]
+    if not presets:
+        raise _fail("--preset names no preset")
+    unknown = [p for p in presets if p not in ENCODER_PRESETS]
+    if unknown:  # before any timing, not after the first presets have run
+        raise _fail(f"unknown preset {unknown[0]!r}; choose from {sorted(ENCODER_PRESETS)}")
+    try:
+        results = [training_throughput(p, tile_pixels=tile_pixels, batch_size=batch_size,
+                                       steps=steps, warmup=warmup, threads=threads,
+                                       device=device) for p in presets]
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(markdown_table(results))
+    if json_path is not None:
+        write_bytes_atomic(json_path, (json.dumps({"results": results}, indent=2) + "\n")
+                           .encode())
+        typer.echo(f"results: {json_path}")
+
+
+@train_app.command("benchmark")
+def benchmark_command(
+    preset: str = typer.Option("cpu-tiny", help="Benchmark preset: cpu-tiny, gpu-resnet18."),
+    seeds: str = typer.Option("0,1,2", help="Seeds, comma-separated (at least 3 for a spread)."),
+    datasets: str = typer.Option("ai4mars,msl-v2.1", help="ai4mars and/or msl-v2.1."),
+    methods: str = typer.Option("all", help="Comma-separated methods, or 'all'."),
+    fractions: str = typer.Option("0.01,0.1,1", help="Label fractions."),
+    work_dir: Path = typer.Option(Path("runs/benchmark"), help="Encoders and per-run results "
+                                  "(an interrupted benchmark resumes from here)."),
+    out: Path = typer.Option(Path("docs/results"), help="Where benchmark.json/.md go."),
+    data_root: Path = typer.Option(Path(DATA_ROOT), help="The shared data folder."),
+    threads: int = typer.Option(None, min=1, help="Torch CPU threads."),
+) -> None:
+    """Supervised vs SimCLR vs cluster-corrected vs domain-mixed pretraining, linear probes at
+    several label fractions, mean and spread over seeds, on validation data.
+
+    Example: edge train benchmark --preset cpu-tiny --seeds 0,1,2 --threads 2
+    """
+    _require_torch()
+    import sys
+
+    from train.benchmark import METHODS, BenchmarkConfig, run_benchmark
+    from train.checkpoint import CheckpointError
+    from train.pretrain import TrainingError
+
+    try:
+        cfg = BenchmarkConfig(
+            preset=preset, seeds=tuple(int(s) for s in seeds.split(",")),
+            datasets=tuple(d.strip() for d in datasets.split(",")),
+            methods=METHODS if methods == "all" else tuple(m.strip() for m in methods.split(",")),
+            fractions=tuple(float(f) for f in fractions.split(",")), work_dir=str(work_dir),
+            out_dir=str(out), data_root=str(data_root), threads=threads,
+            command="edge " + " ".join(sys.argv[1:]))
+        records = run_benchmark(cfg, log=typer.echo)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    except (CheckpointError, DatasetError, TrainingError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{len(records)} records: {out / 'benchmark.json'}, {out / 'benchmark.md'}")

@@ -1,10 +1,18 @@
-"""SimCLR pretraining of a tile encoder on unlabelled AI4Mars Navcam tiles (CPU-friendly)."""
+"""SimCLR pretraining of a tile encoder on an unlabelled pool, with the optional
+cluster-corrected loss (false-negative elimination or attraction), domain mixing, a weighted
+kNN monitor, and torchrun data parallelism.
+
+Tensors: pool items (N, 1, S, S) -> a global batch of B indices per step (this rank takes
+B / world_size of them) -> two views -> encoder (b, D) -> projection (b, 128) -> gathered
+(B, 128) on every rank -> NT-Xent over the global batch (see train/distributed.py).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +22,20 @@ import torch
 
 from train.augment import AugmentConfig, augment
 from train.checkpoint import git_revision, load_checkpoint, save_atomic
-from train.losses import nt_xent
+from train.clustering import ClusterConfig, PairTally, cluster_assignments, cluster_purity
+from train.distributed import (
+    DistContext,
+    average_gradients,
+    gather_no_grad,
+    gather_with_grad,
+    init_distributed,
+    shard,
+)
+from train.knn_monitor import KnnMonitor
+from train.losses import cluster_pair_mask, nt_xent
 from train.models import ENCODER_PRESETS, Encoder, ProjectionHead
-from train.tiles import TileDataConfig, load_split_tiles
+from train.pool import Pool, PoolConfig, epoch_indices, load_pool
+from train.tiles import TileDataConfig, default_data_root
 
 
 class TrainingError(Exception):
@@ -26,7 +45,12 @@ class TrainingError(Exception):
 @dataclass
 class PretrainConfig:
     """A pretraining run. ``max_minutes`` stops the run once that time is spent (mid-epoch
-    if need be); the checkpoint then holds the last completed step."""
+    if need be); the checkpoint then holds the last completed step.
+
+    ``domains`` draws the pool from several image sources in set proportions (``data`` gives
+    the AI4Mars folder and the input size for all); ``epoch_size`` is the number of pool draws
+    per epoch (None: the pool's size); ``cluster`` turns on the false-negative correction;
+    ``monitor`` ('ai4mars' or 'msl') logs a weighted kNN accuracy on validation each epoch."""
 
     out_dir: str = "runs/pretrain"
     preset: str = "tiny"
@@ -41,6 +65,20 @@ class PretrainConfig:
     seed: int = 0
     threads: int | None = None
     resume: bool = False
+    domains: tuple[tuple[str, float], ...] = (("ai4mars", 1.0),)
+    msl_root: str = str(default_data_root() / "msl-v2.1")
+    hirise_root: str = str(default_data_root() / "hirise-v1")
+    max_items_per_domain: int | None = None
+    epoch_size: int | None = None
+    cluster: ClusterConfig | None = None
+    monitor: str | None = None
+    monitor_max_items: int = 4000
+
+    def pool_config(self) -> PoolConfig:
+        """The pool this run draws from."""
+        return PoolConfig(domains=self.domains, ai4mars=self.data, msl_root=self.msl_root,
+                          hirise_root=self.hirise_root,
+                          max_items_per_domain=self.max_items_per_domain)
 
 
 def _save(cfg: PretrainConfig, encoder: Encoder, history: list[dict], path: Path,
@@ -60,7 +98,8 @@ def _save(cfg: PretrainConfig, encoder: Encoder, history: list[dict], path: Path
     }, path)
 
 
-RESUME_MUST_MATCH = ("preset", "batch_size", "epochs", "lr", "weight_decay", "temperature", "seed")
+RESUME_MUST_MATCH = ("preset", "batch_size", "epochs", "lr", "weight_decay", "temperature", "seed",
+                     "domains", "max_items_per_domain", "epoch_size", "cluster")
 
 
 def _check_resumable(cfg: PretrainConfig, ckpt: dict[str, Any], path: Path) -> None:
@@ -68,53 +107,123 @@ def _check_resumable(cfg: PretrainConfig, ckpt: dict[str, Any], path: Path) -> N
     if "train_state" not in ckpt:
         raise TrainingError(f"{path}: holds no training state to resume from")
     old = ckpt["config"]
-    diff = [f"{k}: {old.get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_MUST_MATCH
-            if old.get(k) != getattr(cfg, k)]
+    new = asdict(cfg)
+    diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in RESUME_MUST_MATCH
+            if _plain(old.get(k)) != _plain(new[k])]
     if old.get("data") != asdict(cfg.data):
         diff.append("data settings differ")
     if diff:
         raise TrainingError(f"{path}: cannot resume with different settings ({'; '.join(diff)})")
 
 
-def pretrain(cfg: PretrainConfig, log: Any = print) -> Path:
-    """Run SimCLR on the train split's tiles; returns the path of ``encoder.pt``.
+def _plain(value: Any) -> Any:
+    """Tuples and lists compare equal after a checkpoint round trip."""
+    return json.loads(json.dumps(value))
 
-    Tensors: batches (B, 1, S, S) -> two views -> encoder (B, D) -> projection (B, 128) -> NT-Xent.
-    Channels-last float32 on CPU: measured faster here than bfloat16 autocast (see README).
+
+def _device(ctx: DistContext) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", ctx.local_rank)
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def _features(encoder: Encoder, items: np.ndarray, device: torch.device,
+              batch: int = 2048) -> np.ndarray:
+    """Un-augmented items (N, C, S, S) -> encoder features float32 (N, D), eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    for i in range(0, len(items), batch):
+        x = torch.from_numpy(items[i:i + batch]).to(device)
+        out.append(encoder(x.contiguous(memory_format=torch.channels_last)).float().cpu())
+    encoder.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def _cluster_pool(encoder: Encoder, pool: Pool, cfg: PretrainConfig, epoch: int,
+                  ctx: DistContext, device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
+    """Cluster ids int64 (N, len(ks)) for every pool item, from features of un-augmented items.
+    Each rank embeds a slice of the pool; the main rank clusters all of them; ids are shared."""
+    assert cfg.cluster is not None
+    n = len(pool.items)
+    per_rank = -(-n // ctx.world_size)
+    lo, hi = min(n, ctx.rank * per_rank), min(n, (ctx.rank + 1) * per_rank)
+    local = torch.from_numpy(_features(encoder, pool.items[lo:hi], device))
+    if ctx.world_size > 1:
+        local = torch.cat([local, local.new_zeros(per_rank - len(local), local.shape[1])])
+        feats = gather_no_grad(local.to(device)).cpu().numpy()[:n]
+    else:
+        feats = local.numpy()
+    ids = np.zeros((n, len(cfg.cluster.ks)), dtype=np.int64)
+    if ctx.is_main:
+        ids = cluster_assignments(feats, cfg.cluster.ks, seed=cfg.seed * 1000 + epoch,
+                                  iterations=cfg.cluster.iterations)
+    if ctx.world_size > 1:
+        shared = torch.from_numpy(ids).to(device)
+        torch.distributed.broadcast(shared, src=0)
+        ids = shared.cpu().numpy()
+    stats = {f"purity_k{k}": round(cluster_purity(ids[:, j], pool.labels), 4)
+             for j, k in enumerate(cfg.cluster.ks)}
+    return ids, stats
+
+
+def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) -> Path:
+    """Run SimCLR (optionally cluster-corrected) on the pool (``pool``, if given, must be
+    ``cfg.pool_config()`` already loaded); returns the path of ``encoder.pt``.
+
+    Channels-last float32 on CPU: measured faster here than bfloat16 autocast (see README);
+    bfloat16 autocast on CUDA. Under torchrun each rank takes its shard of every global batch.
     """
     if cfg.preset not in ENCODER_PRESETS:
         raise TrainingError(
             f"unknown preset '{cfg.preset}' (choose from {sorted(ENCODER_PRESETS)})")
+    ctx = init_distributed()
+    if not ctx.is_main:
+        log = _silent
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    device = _device(ctx)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg) | {"git_revision": git_revision()},
-                                                indent=2))
+    if ctx.is_main:
+        (out / "config.json").write_text(json.dumps(
+            asdict(cfg) | {"git_revision": git_revision()}, indent=2))
     t_load = time.perf_counter()
-    tiles = torch.from_numpy(load_split_tiles(cfg.data, "train", with_labels=False).tiles)
-    log(f"loaded {len(tiles)} unlabelled train tiles in {time.perf_counter() - t_load:.1f} s")
-    if len(tiles) < 2 * cfg.batch_size:
-        raise TrainingError(
-            f"only {len(tiles)} tiles: need at least two batches of {cfg.batch_size}")
+    pool = pool if pool is not None else load_pool(cfg.pool_config(), log=log)
+    weights = cfg.pool_config().weights()
+    log(f"loaded a pool of {len(pool.items)} unlabelled items in "
+        f"{time.perf_counter() - t_load:.1f} s")
+    epoch_size = cfg.epoch_size or len(pool.items)
+    if min(len(pool.items), epoch_size) < 2 * cfg.batch_size:
+        raise TrainingError(f"only {min(len(pool.items), epoch_size)} items per epoch: need at "
+                            f"least two batches of {cfg.batch_size}")
+    if cfg.batch_size % ctx.world_size:
+        raise TrainingError(f"batch size {cfg.batch_size} is not divisible by the "
+                            f"{ctx.world_size} ranks")
+    monitor = KnnMonitor.build(cfg.monitor, cfg.data, cfg.msl_root, cfg.monitor_max_items) \
+        if cfg.monitor and ctx.is_main else None
+    items = torch.from_numpy(pool.items)
 
-    encoder = Encoder(ENCODER_PRESETS[cfg.preset]).to(memory_format=torch.channels_last)
-    head = ProjectionHead(encoder.config.feature_dim)
+    encoder = Encoder(ENCODER_PRESETS[cfg.preset]).to(device, memory_format=torch.channels_last)
+    head = ProjectionHead(encoder.config.feature_dim).to(device)
     params = list(encoder.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(tiles) // cfg.batch_size
+    steps_per_epoch = epoch_size // cfg.batch_size
     total = steps_per_epoch * cfg.epochs
 
     def lr_factor(s: int) -> float:
-        """Linear warm-up over 100 steps, then cosine decay to zero at the last step."""
-        return min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        """Linear warm-up over min(100, total / 10) steps, then cosine decay to zero."""
+        warmup = max(1, min(100, total // 10))
+        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.rank)
     ckpt = out / "encoder.pt"
     history: list[dict] = []
     step = first_epoch = 0
+    cluster_ids: np.ndarray | None = None
     if cfg.resume and ckpt.exists():
         saved = load_checkpoint(ckpt, "encoder")
         _check_resumable(cfg, saved, ckpt)
@@ -125,28 +234,53 @@ def pretrain(cfg: PretrainConfig, log: Any = print) -> Path:
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        cluster_ids = state.get("cluster_ids")
         history, step, first_epoch = saved["history"], state["step"], state["next_epoch"]
         log(f"resuming from {ckpt}: epoch {first_epoch} of {cfg.epochs}, step {step}")
     elif cfg.resume:
         log(f"no checkpoint at {ckpt}: starting from scratch")
+    local = shard(cfg.batch_size, ctx)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     start = time.perf_counter()
     deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else None
     for epoch in range(first_epoch, cfg.epochs):
+        record: dict[str, Any] = {"epoch": epoch}
+        if cfg.cluster and cfg.cluster.due(epoch):
+            t_c = time.perf_counter()
+            cluster_ids, stats = _cluster_pool(encoder, pool, cfg, epoch, ctx, device)
+            record |= stats | {"cluster_s": round(time.perf_counter() - t_c, 1)}
+        use_clusters = cfg.cluster is not None and cluster_ids is not None
+        tally = PairTally()
         encoder.train()
         head.train()
-        order = torch.randperm(len(tiles), generator=gen)
+        order = torch.from_numpy(epoch_indices(pool.sizes(), weights, epoch_size, cfg.seed, epoch))
         losses = []
         t_epoch = time.perf_counter()
         for i in range(steps_per_epoch):
-            batch = tiles[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            batch = items[idx[local]].to(device, non_blocking=True)
             v1 = augment(batch, cfg.augment, gen).contiguous(memory_format=torch.channels_last)
             v2 = augment(batch, cfg.augment, gen).contiguous(memory_format=torch.channels_last)
-            loss = nt_xent(head(encoder(v1)), head(encoder(v2)), cfg.temperature)
+            with autocast or nullcontext():
+                z1, z2 = head(encoder(v1)), head(encoder(v2))
+            z1, z2 = gather_with_grad(z1.float()), gather_with_grad(z2.float())
+            ids = None
+            if use_clusters:
+                assert cluster_ids is not None and cfg.cluster is not None
+                ids = torch.from_numpy(cluster_ids[idx.numpy()]).to(device)
+                tally.add(cluster_pair_mask(ids, cfg.cluster.mode).cpu().numpy(),
+                          pool.labels[idx.numpy()])
+            if ids is None:
+                loss = nt_xent(z1, z2, cfg.temperature)
+            else:
+                assert cfg.cluster is not None
+                loss = nt_xent(z1, z2, cfg.temperature, cluster_ids=ids, mode=cfg.cluster.mode)
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss became {loss.item()} at epoch {epoch} step {i}; "
                                     f"last good checkpoint: {ckpt if ckpt.exists() else 'none'}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(params)
             opt.step()
             sched.step()
             step += 1
@@ -154,18 +288,30 @@ def pretrain(cfg: PretrainConfig, log: Any = print) -> Path:
             if deadline and time.perf_counter() > deadline:
                 break
         now = time.perf_counter()
-        record = {"epoch": epoch, "steps": len(losses), "loss": float(np.mean(losses)),
-                  "images_per_s": round(len(losses) * cfg.batch_size / (now - t_epoch), 1),
-                  "elapsed_s": round(now - start, 1)}
+        record |= {"steps": len(losses), "loss": float(np.mean(losses)),
+                   "images_per_s": round(len(losses) * cfg.batch_size / (now - t_epoch), 1),
+                   "elapsed_s": round(now - start, 1)}
+        if use_clusters:
+            record |= {k: round(v, 4) for k, v in tally.summary().items()}
+        if monitor is not None:
+            record["knn_accuracy"] = round(monitor.accuracy(
+                lambda x: _features(encoder, x, device)), 4)
         history.append(record)
         log(json.dumps(record))
         # A run stopped mid-epoch by its time budget resumes at the next epoch.
-        _save(cfg, encoder, history, ckpt, {
-            "next_epoch": epoch + 1, "step": step, "head": head.state_dict(),
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-        })
+        if ctx.is_main:
+            _save(cfg, encoder, history, ckpt, {
+                "next_epoch": epoch + 1, "step": step, "head": head.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cluster_ids": cluster_ids,
+            })
         if deadline and time.perf_counter() > deadline:
             log(f"time budget of {cfg.max_minutes} min spent after {step} steps")
             break
     return ckpt
+
+
+def _silent(*_args: object) -> None:
+    """The log of non-main ranks."""
+

@@ -55,14 +55,16 @@ def extract_features(encoder: Encoder, tiles: np.ndarray, batch: int = 2048) -> 
     return torch.cat(out)
 
 
-def evaluate(pred: np.ndarray, target: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, mean per-class recall over classes with at least 10 tiles, confusion matrix."""
+def evaluate(pred: np.ndarray, target: np.ndarray, classes: list[str],
+             min_support: int = MIN_TILES_FOR_RECALL) -> dict[str, Any]:
+    """Accuracy, mean per-class recall over classes with at least ``min_support`` items,
+    confusion matrix."""
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (target, pred), 1)
     support = confusion.sum(1)
     recall = {classes[c]: float(confusion[c, c] / support[c]) for c in range(k) if support[c]}
-    scored = [classes[c] for c in range(k) if support[c] >= MIN_TILES_FOR_RECALL]
+    scored = [classes[c] for c in range(k) if support[c] >= min_support]
     return {
         "tiles": int(len(target)),
         "accuracy": float((pred == target).mean()) if len(target) else float("nan"),

@@ -62,7 +62,7 @@ def test_pretrain_writes_an_encoder_checkpoint(trained, ai4mars_root):
     assert record["epoch"] == 0
     assert record["steps"] == 4 * 64 // 32
     assert math.isfinite(record["loss"]) and record["loss"] > 0
-    assert any("loaded 256 unlabelled train tiles" in line for line in trained["logs"])
+    assert any("pool: 256 ai4mars items" in line for line in trained["logs"])
     config = json.loads((ckpt_path.parent / "config.json").read_text())
     assert config["batch_size"] == 32 and config["git_revision"]
     assert sorted(p.name for p in ckpt_path.parent.iterdir()) == ["config.json", "encoder.pt"]
@@ -125,7 +125,7 @@ def test_unknown_preset_and_too_few_tiles(ai4mars_root, tmp_path):
     with pytest.raises(TrainingError, match="unknown preset 'huge'"):
         pretrain(replace(pretrain_config(ai4mars_root, tmp_path / "a"), preset="huge"), log=quiet)
     cfg = replace(pretrain_config(ai4mars_root, tmp_path / "b", frames=1), batch_size=64)
-    with pytest.raises(TrainingError, match="only 64 tiles: need at least two batches of 64"):
+    with pytest.raises(TrainingError, match="only 64 items per epoch: need at least two batches"):
         pretrain(cfg, log=quiet)
 
 
