@@ -200,6 +200,14 @@ class _Benchmark:
         return out
 
 
+def _check_same_preset(path: Path, preset: dict[str, Any]) -> None:
+    """Refuse to mix results of different settings under one work folder."""
+    saved = json.loads(path.read_text()).get("preset")
+    if json.loads(json.dumps(saved)) != json.loads(json.dumps(preset)):
+        raise ValueError(f"{path}: made with other preset settings than this run's; "
+                         "use another --work-dir or remove it")
+
+
 def result_path(work: Path, dataset: str, method: str, seed: int) -> Path:
     """Where one (dataset, method, seed) result lives."""
     return work / "results" / dataset / method.replace("+", "_") / f"seed{seed}.json"
@@ -220,6 +228,7 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print) -> l
             for method in cfg.methods:
                 path = result_path(bench.work, dataset, method, seed)
                 if path.exists():
+                    _check_same_preset(path, asdict(bench.preset))
                     continue
                 t0 = time.perf_counter()
                 result = bench.run_one(dataset, method, seed)

@@ -23,7 +23,9 @@ def weighted_knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, query: t
     for i in range(0, len(query), 1024):
         sim, nn_idx = (query[i:i + 1024] @ bank.t()).topk(k, dim=1)
         votes = torch.zeros(len(sim), num_classes)
-        votes.scatter_add_(1, bank_labels[nn_idx], (sim / temperature).exp())
+        # Votes relative to each query's nearest neighbour (a per-row factor, so the same
+        # argmax) do not overflow to inf at small temperatures.
+        votes.scatter_add_(1, bank_labels[nn_idx], ((sim - sim[:, :1]) / temperature).exp())
         out.append(votes.argmax(1))
     return torch.cat(out)
 
