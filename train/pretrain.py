@@ -138,6 +138,8 @@ def _features(encoder: Encoder, items: np.ndarray, device: torch.device,
         x = torch.from_numpy(items[i:i + batch]).to(device)
         out.append(encoder(x.contiguous(memory_format=torch.channels_last)).float().cpu())
     encoder.train(was_training)
+    if not out:  # e.g. the empty pool slice of the last rank (_cluster_pool)
+        return np.zeros((0, encoder.config.feature_dim), np.float32)
     return torch.cat(out).numpy()
 
 
@@ -146,6 +148,11 @@ def _cluster_pool(encoder: Encoder, pool: Pool, cfg: PretrainConfig, epoch: int,
     """Cluster ids int64 (N, len(ks)) for every pool item, from features of un-augmented items.
     Each rank embeds a slice of the pool; the main rank clusters all of them; ids are shared."""
     assert cfg.cluster is not None
+    if ctx.world_size > 1:
+        # BatchNorm statistics are per rank (each saw only its shards): embed every slice with
+        # rank 0's, i.e. with the model that is saved (as DDP's broadcast_buffers would).
+        for buf in encoder.buffers():
+            torch.distributed.broadcast(buf, src=0)
     n = len(pool.items)
     per_rank = -(-n // ctx.world_size)
     lo, hi = min(n, ctx.rank * per_rank), min(n, (ctx.rank + 1) * per_rank)
@@ -285,7 +292,7 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
             sched.step()
             step += 1
             losses.append(loss.item())
-            if deadline and time.perf_counter() > deadline:
+            if _out_of_time(deadline, ctx, device):
                 break
         now = time.perf_counter()
         record |= {"steps": len(losses), "loss": float(np.mean(losses)),
@@ -306,10 +313,23 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "cluster_ids": cluster_ids,
             })
-        if deadline and time.perf_counter() > deadline:
+        if _out_of_time(deadline, ctx, device):
             log(f"time budget of {cfg.max_minutes} min spent after {step} steps")
             break
     return ckpt
+
+
+def _out_of_time(deadline: float | None, ctx: DistContext, device: torch.device) -> bool:
+    """Whether the time budget is spent on any rank: under torchrun all ranks must stop at the
+    same step, or those still going would wait forever in the next gather."""
+    if not deadline:
+        return False
+    late = time.perf_counter() > deadline
+    if ctx.world_size > 1:
+        flag = torch.tensor([float(late)], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        late = bool(flag.item())
+    return late
 
 
 def _silent(*_args: object) -> None:
