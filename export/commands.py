@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edge.trt_cache import DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB
-from train.tiles import default_data_root
+from train.tiles import TileDataConfig, default_data_root
 
 app = typer.Typer(help="Export trained models as bundles for the edge runtime (onnx needs "
                        "the [train] extra), and build TensorRT engines on the target (tensorrt "
@@ -235,6 +235,86 @@ def distill_command(
     typer.echo(f"student {out}: accuracy {s['accuracy']:.4f} (teacher {t['accuracy']:.4f}, "
                f"{metrics['accuracy_kept']:.1%} kept), mean recall {s['mean_recall']:.4f} "
                f"(teacher {t['mean_recall']:.4f}), agreement {metrics['agreement']:.4f}")
+
+
+@app.command("qat")
+def qat_command(
+    student: Path = typer.Option(..., help="Trained student checkpoint to fine-tune."),
+    out: Path = typer.Option(Path("runs/qat/student-qat.pt"),
+                             help="Fine-tuned student checkpoint to write (BN folded)."),
+    bundle: Path = typer.Option(None, help="Also export it as an fp32 bundle here (the one "
+                                           "to give `edge export quantize`)."),
+    teacher: Path = typer.Option(None, help="Teacher probe checkpoint (default: the one "
+                                            "recorded in the student)."),
+    teacher_cache: Path = typer.Option(None, help="npz cache of the teacher's train outputs "
+                                                  "(the distill run's)."),
+    data: Path = typer.Option(None, help="AI4Mars folder (default: the student's own)."),
+    steps: int = typer.Option(2000, min=0, help="Fine-tuning steps."),
+    max_minutes: float = typer.Option(None, help="Fine-tuning time budget (minutes)."),
+    batch_size: int = typer.Option(256, min=1),
+    lr: float = typer.Option(1e-4, min=0.0, help="Peak learning rate (cosine decay)."),
+    temperature: float = typer.Option(2.0, min=0.1, help="Softmax temperature of the KL terms."),
+    float_weight: float = typer.Option(1.0, min=0.0, help="Weight of the KL to the source "
+                                                          "float student's logits."),
+    self_weight: float = typer.Option(1.0, min=0.0, help="Weight of the KL to the float "
+                                                         "forward of the same weights."),
+    calib_batches: int = typer.Option(16, min=1, help="Batches observed before the activation "
+                                                      "ranges freeze."),
+    observer: str = typer.Option("ema", help="Activation range observer: ema or minmax "
+                                             "(ONNX Runtime's MinMax calibrator)."),
+    resample_prob: float = typer.Option(None, min=0.0, max=1.0,
+                                        help="Resampled-tile share (default: the student's)."),
+    max_train_frames: int = typer.Option(None, min=1, help="Train frames (default: the "
+                                                           "student's)."),
+    max_val_frames: int = typer.Option(None, min=1, help="Val frames, spread over the split."),
+    threads: int = typer.Option(2, min=1),
+    seed: int = typer.Option(0),
+) -> None:
+    """Quantization-aware fine-tuning: fold the student's batch norms, fine-tune it with fake
+    INT8 quantization that mimics ONNX Runtime's static QDQ quantization (per-channel int8
+    weights, uint8 activations), write a float 'student' checkpoint of the fine-tuned weights.
+
+    Example: edge export qat --student runs/distill/student-C.pt --out runs/qat/student-qat.pt
+    --bundle runs/bundles/student-qat-fp32 --teacher-cache runs/distill/teacher_cache.npz
+    """
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise _fail("this command needs torch and onnx: pip install '.[train]'") from None
+    from export.onnx_export import ExportError
+    from export.qat import OBSERVERS, QatConfig, qat, summary
+    from export.student_export import export_student_bundle
+    from train.checkpoint import CheckpointError
+    from train.datasets.errors import DatasetError
+
+    if observer not in OBSERVERS:
+        raise _fail(f"--observer must be one of {', '.join(OBSERVERS)}, got '{observer}'")
+    if not student.is_file():
+        raise _fail(f"{student}: no such checkpoint")
+    cfg = QatConfig(student=str(student), out=str(out),
+                    teacher=str(teacher) if teacher else None,
+                    teacher_cache=str(teacher_cache) if teacher_cache else None,
+                    data_root=str(data) if data else None, max_train_frames=max_train_frames,
+                    max_val_frames=max_val_frames, steps=steps, max_minutes=max_minutes,
+                    batch_size=batch_size, lr=lr, temperature=temperature,
+                    float_weight=float_weight, self_weight=self_weight,
+                    calib_batches=calib_batches, observer=observer,
+                    resample_prob=resample_prob, threads=threads, seed=seed)
+    try:
+        metrics = qat(cfg, log=lambda m: typer.echo(m, err=True))
+        if bundle is not None:
+            made = export_student_bundle(out, bundle, _student_data(out))
+            typer.echo(f"bundle {made.path}: sha256 {made.manifest.sha256[:16]}...")
+    except (CheckpointError, DatasetError, ExportError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"student {out}: {summary(metrics)}")
+
+
+def _student_data(checkpoint: Path) -> TileDataConfig:
+    """The data folder a QAT student checkpoint was fine-tuned on (for the ONNX check)."""
+    from train.checkpoint import load_checkpoint
+
+    return TileDataConfig(root=load_checkpoint(checkpoint, "student")["qat_config"]["data"]["root"])
 
 
 def _threads(text: str) -> tuple[int, ...]:

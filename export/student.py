@@ -6,6 +6,11 @@ Student: a small ResNet whose stem is a stride-2 3x3 convolution (a 32x32 tile b
 batch norm (folded into the convolutions at export), ReLU and a Gemm: operators that
 quantize well per-tensor and per-channel (no depthwise convolutions).
 
+``StudentConfig(folded_bn=True)`` is the same network with every batch norm already folded
+into the convolution before it (convolutions with a bias, the batch norms ``nn.Identity``;
+:func:`fold_batchnorm` converts a trained student). Quantization-aware fine-tuning
+(:mod:`export.qat`) trains that form, so the weights it trains are the ones INT8 quantizes.
+
 Counting (:func:`count_onnx_graph`): onnx shape inference gives every tensor's shape at
 batch 1; then, per node,
 - Conv: MACs = N * C_out * H_out * W_out * (C_in / group) * kH * kW,
@@ -38,6 +43,7 @@ class StudentConfig:
     widths: tuple[int, ...] = (16, 32, 64)
     blocks: tuple[int, ...] = (1, 1, 1)
     stem_stride: int = 2
+    folded_bn: bool = False
 
     def __post_init__(self) -> None:
         if len(self.widths) != len(self.blocks) or not self.widths:
@@ -56,7 +62,8 @@ class StudentConfig:
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
         """Inverse of :meth:`to_dict`."""
         return cls(int(data["in_channels"]), tuple(int(w) for w in data["widths"]),
-                   tuple(int(b) for b in data["blocks"]), int(data.get("stem_stride", 2)))
+                   tuple(int(b) for b in data["blocks"]), int(data.get("stem_stride", 2)),
+                   bool(data.get("folded_bn", False)))
 
 
 class Student(nn.Module):
@@ -78,6 +85,10 @@ class Student(nn.Module):
         self.stages = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(config.feature_dim, num_classes)
+        if config.folded_bn:
+            for conv, parent, name in conv_bn_sites(self):
+                conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+                setattr(parent, name, nn.Identity())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> pooled features (B, feature_dim)."""
@@ -86,6 +97,42 @@ class Student(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) -> logits (B, K)."""
         return self.head(self.features(x))
+
+
+def conv_bn_sites(model: Student) -> list[tuple[nn.Conv2d, nn.Module, str]]:
+    """Every (convolution, module holding its batch norm, attribute name of that batch norm)
+    of a student, in forward order (the batch norm may already be ``nn.Identity``)."""
+    sites: list[tuple[nn.Conv2d, nn.Module, str]] = [(model.stem[0], model.stem, "1")]
+    for block in model.stages:
+        sites += [(block.conv1, block, "bn1"), (block.conv2, block, "bn2")]
+        if isinstance(block.skip, nn.Sequential):
+            sites.append((block.skip[0], block.skip, "1"))
+    return sites
+
+
+@torch.no_grad()
+def fold_batchnorm(model: Student) -> Student:
+    """A new student (eval mode, ``folded_bn=True``) computing what ``model`` computes in
+    eval mode, each batch norm folded into its convolution:
+    ``w' = w * g / sqrt(v + eps)`` per output channel, ``b' = beta + (b - mu) * g / sqrt(v + eps)``.
+    A student that is already folded is copied."""
+    cfg = StudentConfig(model.config.in_channels, model.config.widths, model.config.blocks,
+                        model.config.stem_stride, folded_bn=True)
+    folded = Student(cfg, model.head.out_features)
+    for (conv, parent, name), (fconv, _, _) in zip(conv_bn_sites(model), conv_bn_sites(folded),
+                                                   strict=True):
+        bn = getattr(parent, name)
+        w = conv.weight.detach().double()
+        b = (conv.bias.detach().double() if conv.bias is not None
+             else torch.zeros(conv.out_channels, dtype=torch.float64))
+        if isinstance(bn, nn.BatchNorm2d):
+            k = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            w = w * k.view(-1, 1, 1, 1)
+            b = bn.bias.double() + (b - bn.running_mean.double()) * k
+        fconv.weight.copy_(w.float())
+        fconv.bias.copy_(b.float())
+    folded.head.load_state_dict(model.head.state_dict())
+    return folded.eval()
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int] | None:
