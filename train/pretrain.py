@@ -175,6 +175,17 @@ def _cluster_pool(encoder: Encoder, pool: Pool, cfg: PretrainConfig, epoch: int,
     return ids, stats
 
 
+def _rank_rng_states(gen: torch.Generator, ctx: DistContext) -> list[dict[str, torch.Tensor]]:
+    """Each rank's augmentation generator and torch RNG state, in rank order, so that a resumed
+    multi-rank run continues every rank's own random stream."""
+    state = {"generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
+    if ctx.world_size == 1:
+        return [state]
+    states: list[Any] = [None] * ctx.world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
 def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) -> Path:
     """Run SimCLR (optionally cluster-corrected) on the pool (``pool``, if given, must be
     ``cfg.pool_config()`` already loaded); returns the path of ``encoder.pt``.
@@ -239,8 +250,10 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
         head.load_state_dict(state["head"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        own = state.get("rank_rng", [])
+        own = own[ctx.rank] if len(own) == ctx.world_size else state
+        gen.set_state(own["generator"])
+        torch.set_rng_state(own["torch_rng"])
         cluster_ids = state.get("cluster_ids")
         history, step, first_epoch = saved["history"], state["step"], state["next_epoch"]
         log(f"resuming from {ckpt}: epoch {first_epoch} of {cfg.epochs}, step {step}")
@@ -306,12 +319,13 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
         history.append(record)
         log(json.dumps(record))
         # A run stopped mid-epoch by its time budget resumes at the next epoch.
+        rank_rng = _rank_rng_states(gen, ctx)  # every rank takes part in the gather
         if ctx.is_main:
             _save(cfg, encoder, history, ckpt, {
                 "next_epoch": epoch + 1, "step": step, "head": head.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "cluster_ids": cluster_ids,
+                "rank_rng": rank_rng, "cluster_ids": cluster_ids,
             })
         if _out_of_time(deadline, ctx, device):
             log(f"time budget of {cfg.max_minutes} min spent after {step} steps")

@@ -192,6 +192,12 @@ def check_cluster_run(ai4mars_root: Path, out: Path, record_dir: Path) -> None:
         (rank_ids,) = rec["ids"]
         np.testing.assert_array_equal(rank_ids, ids)
 
+    # Each rank's own random streams are saved, so that --resume continues every one of them.
+    rank_rng = ckpt["train_state"]["rank_rng"]
+    assert len(rank_rng) == 2
+    assert torch.equal(rank_rng[0]["generator"], ckpt["train_state"]["generator"])
+    assert not torch.equal(rank_rng[0]["generator"], rank_rng[1]["generator"])
+
     # Each rank embedded its half of the pool, with the same model (parameters and BatchNorm
     # statistics), and rank 0 clustered exactly the features of the whole pool, in order.
     (f0,), (f1,) = recs[0]["features"], recs[1]["features"]
