@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from edge.atomic_file import write_bytes_atomic
+from edge.outputs import write_json_atomic
 from train.clustering import ClusterConfig
 from train.labelled_sets import LabelledSet, canonical, load_labelled
 from train.pool import Pool, load_pool
@@ -98,10 +99,6 @@ class BenchmarkConfig:
         return replace(PRESETS[self.preset], **self.preset_overrides)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
 class _Benchmark:
     """Holds the loaded data of one benchmark process."""
 
@@ -162,7 +159,7 @@ class _Benchmark:
         self.log(f"pretraining {key}, seed {seed}")
         t0 = time.perf_counter()
         pretrain(replace(pcfg, resume=True), log=self.log, pool=self.pools[pool_key])
-        _write_json(done, {"key": key, "seconds": round(time.perf_counter() - t0, 1)})
+        write_json_atomic(done, {"key": key, "seconds": round(time.perf_counter() - t0, 1)})
         return ckpt
 
     def run_one(self, dataset: str, method: str, seed: int) -> dict[str, Any]:
@@ -233,7 +230,7 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print) -> l
                 t0 = time.perf_counter()
                 result = bench.run_one(dataset, method, seed)
                 result["seconds"] = round(time.perf_counter() - t0, 1)
-                _write_json(path, result)
+                write_json_atomic(path, result)
     records = summarise(bench.work, bench.preset.name, cfg.command, datasets, cfg.methods,
                         cfg.fractions)
     write_summary(Path(cfg.out_dir), records, asdict(bench.preset))
@@ -296,5 +293,5 @@ def markdown_summary(records: list[dict], preset: dict[str, Any]) -> str:
 
 def write_summary(out_dir: Path, records: list[dict], preset: dict[str, Any]) -> None:
     """Write ``benchmark.json`` and ``benchmark.md`` atomically."""
-    _write_json(out_dir / "benchmark.json", records)
+    write_json_atomic(out_dir / "benchmark.json", records)
     write_bytes_atomic(out_dir / "benchmark.md", markdown_summary(records, preset).encode())

@@ -17,7 +17,7 @@ from train.datasets.errors import DatasetError
 from train.datasets.label_fraction import sample_fraction
 from train.datasets.msl import load_msl
 from train.datasets.whole_image import load_whole_images
-from train.tiles import TileDataConfig, load_split_tiles
+from train.tiles import TileDataConfig, load_split_tiles, spread_indices
 
 DATASETS = ("ai4mars", "msl-v2.1")
 
@@ -51,13 +51,6 @@ def canonical(dataset: str) -> str:
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
     return name
-
-
-def spread_indices(n: int, limit: int | None) -> np.ndarray:
-    """At most ``limit`` of n indices, spread evenly (all if None)."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.linspace(0, n - 1, num=limit).round().astype(np.int64)
 
 
 def load_labelled(dataset: str, split: str, data: TileDataConfig, msl_root: str,

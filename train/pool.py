@@ -16,9 +16,9 @@ import numpy as np
 
 from train.datasets.errors import DatasetError
 from train.datasets.hirise import load_hirise
-from train.datasets.msl import load_msl
 from train.datasets.whole_image import load_whole_images
-from train.tiles import TileDataConfig, default_data_root, load_split_tiles
+from train.labelled_sets import load_labelled
+from train.tiles import TileDataConfig, default_data_root, load_split_tiles, spread_indices
 
 DOMAINS = ("ai4mars", "msl", "hirise")
 DOMAIN_LABEL_STRIDE = 1000  # monitoring labels: domain index * 1000 + class id
@@ -61,29 +61,20 @@ class Pool:
         return np.bincount(self.domain, minlength=len(self.names)).tolist()
 
 
-def _even(n: int, limit: int | None) -> np.ndarray:
-    """Indices of at most ``limit`` of n items, spread evenly."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.linspace(0, n - 1, num=limit).round().astype(np.int64)
-
-
 def _load_domain(name: str, cfg: PoolConfig) -> tuple[np.ndarray, np.ndarray]:
     spec = cfg.ai4mars.input_spec
     if name == "ai4mars":
         tiles = load_split_tiles(cfg.ai4mars, "train")
-        keep = _even(len(tiles.tiles), cfg.max_items_per_domain)
+        keep = spread_indices(len(tiles.tiles), cfg.max_items_per_domain)
         return tiles.tiles[keep], tiles.labels[keep]
     if name == "msl":
-        msl = load_msl(cfg.msl_root)
-        items = [msl.splits["train"][i] for i in
-                 _even(len(msl.splits["train"]), cfg.max_items_per_domain)]
-        x, ok = load_whole_images([msl.image_path(it) for it in items], spec)
-        return x, np.array([it.label for it in items], dtype=np.int64)[ok]
+        msl = load_labelled("msl-v2.1", "train", cfg.ai4mars, cfg.msl_root,
+                            cfg.max_items_per_domain)
+        return msl.inputs, msl.labels
     if name == "hirise":
         hirise = load_hirise(cfg.hirise_root)
         items = [hirise.splits["train"][i] for i in
-                 _even(len(hirise.splits["train"]), cfg.max_items_per_domain)]
+                 spread_indices(len(hirise.splits["train"]), cfg.max_items_per_domain)]
         x, ok = load_whole_images([hirise.image_path(it) for it in items], spec)
         return x, np.array([it.label for it in items], dtype=np.int64)[ok]
     raise DatasetError(f"unknown domain {name!r} (choose from {', '.join(DOMAINS)})")

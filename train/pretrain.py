@@ -35,6 +35,7 @@ from train.knn_monitor import KnnMonitor
 from train.losses import cluster_pair_mask, nt_xent
 from train.models import ENCODER_PRESETS, Encoder, ProjectionHead
 from train.pool import Pool, PoolConfig, epoch_indices, load_pool
+from train.probe import extract_features
 from train.tiles import TileDataConfig, default_data_root
 
 
@@ -127,20 +128,9 @@ def _device(ctx: DistContext) -> torch.device:
     return torch.device("cpu")
 
 
-@torch.no_grad()
-def _features(encoder: Encoder, items: np.ndarray, device: torch.device,
-              batch: int = 2048) -> np.ndarray:
+def _features(encoder: Encoder, items: np.ndarray, device: torch.device) -> np.ndarray:
     """Un-augmented items (N, C, S, S) -> encoder features float32 (N, D), eval mode."""
-    was_training = encoder.training
-    encoder.eval()
-    out = []
-    for i in range(0, len(items), batch):
-        x = torch.from_numpy(items[i:i + batch]).to(device)
-        out.append(encoder(x.contiguous(memory_format=torch.channels_last)).float().cpu())
-    encoder.train(was_training)
-    if not out:  # e.g. the empty pool slice of the last rank (_cluster_pool)
-        return np.zeros((0, encoder.config.feature_dim), np.float32)
-    return torch.cat(out).numpy()
+    return extract_features(encoder, items, device=device).numpy()
 
 
 def _cluster_pool(encoder: Encoder, pool: Pool, cfg: PretrainConfig, epoch: int,

@@ -48,10 +48,18 @@ def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
 
 
 @torch.no_grad()
-def extract_features(encoder: Encoder, tiles: np.ndarray, batch: int = 2048) -> torch.Tensor:
-    """Tiles float32 (N, C, S, S) -> features float32 (N, D), encoder in eval mode."""
+def extract_features(encoder: Encoder, tiles: np.ndarray, batch: int = 2048,
+                     device: torch.device | None = None) -> torch.Tensor:
+    """Tiles float32 (N, C, S, S) -> features float32 (N, D) on the CPU, computed in eval mode
+    on ``device`` (channels-last); the encoder's train/eval mode is restored afterwards."""
+    was_training = encoder.training
     encoder.eval()
-    out = [encoder(torch.from_numpy(tiles[i:i + batch])) for i in range(0, len(tiles), batch)]
+    out = [torch.zeros((0, encoder.config.feature_dim))]  # N = 0 (e.g. an empty rank slice)
+    for i in range(0, len(tiles), batch):
+        x = torch.from_numpy(tiles[i:i + batch])
+        x = x.to(device) if device is not None else x
+        out.append(encoder(x.contiguous(memory_format=torch.channels_last)).float().cpu())
+    encoder.train(was_training)
     return torch.cat(out)
 
 

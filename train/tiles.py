@@ -44,14 +44,18 @@ class TileDataConfig:
         return TilingSpec(self.reference_width, self.tile, self.stride)
 
 
+def spread_indices(n: int, limit: int | None) -> np.ndarray:
+    """Indices int64 of at most ``limit`` of n items, spread evenly (all if None)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, num=limit).round().astype(np.int64)
+
+
 def spread(ids: list[str], limit: int | None) -> list[str]:
     """At most ``limit`` ids spread evenly over the clock-ordered list (all if None).
 
     Quick runs then still see many drives and terrains, not one drive sequence."""
-    if limit is None or limit >= len(ids):
-        return list(ids)
-    picks = np.linspace(0, len(ids) - 1, num=limit).round().astype(int)
-    return [ids[i] for i in picks]
+    return [ids[i] for i in spread_indices(len(ids), limit)]
 
 
 def load_split_tiles(cfg: TileDataConfig, split: str, with_labels: bool = True) -> TileSet:
