@@ -267,3 +267,53 @@ def benchmark_command(
     except (CheckpointError, DatasetError, TrainingError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"{len(records)} records: {out / 'benchmark.json'}, {out / 'benchmark.md'}")
+
+
+@train_app.command("finetune")
+def finetune_command(
+    encoder: Path = typer.Option(..., help="Encoder checkpoint (edge train pretrain)."),
+    dataset: str = typer.Option("ai4mars", help="ai4mars or msl-v2.1."),
+    label_fraction: float = typer.Option(0.1, min=0.0001, max=1.0),
+    steps: int = typer.Option(400, min=1),
+    lr: float = typer.Option(5e-4),
+    seed: int = typer.Option(0),
+    data_root: Path = typer.Option(Path(DATA_ROOT), help="The shared data folder."),
+    max_frames: int = typer.Option(None, min=1, help="AI4Mars: frames per split, spread."),
+    threads: int = typer.Option(None, min=1, help="Torch CPU threads."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the metrics here."),
+) -> None:
+    """Fine-tune a pretrained encoder end to end with a linear head on a label fraction; prints
+    validation accuracy and mean per-class recall (the weights are not exported).
+
+    Example: edge train finetune --encoder runs/pretrain/encoder.pt --label-fraction 0.1
+    """
+    _require_torch()
+    import torch
+
+    from edge.outputs import write_json_atomic
+    from train.checkpoint import CheckpointError
+    from train.labelled_sets import canonical, load_labelled
+    from train.probe import load_encoder
+    from train.supervised import SupervisedConfig, train_supervised
+    from train.tiles import TileDataConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        load_encoder(encoder)  # refuse a bad checkpoint before loading any data
+        name = canonical(dataset)
+        data = TileDataConfig(root=str(data_root / "ai4mars-msl-ncam-256"),
+                              max_train_frames=max_frames, max_val_frames=max_frames)
+        msl_root = str(data_root / "msl-v2.1")
+        train = load_labelled(name, "train", data, msl_root)
+        val = load_labelled(name, "val", data, msl_root)
+        subset = train.subset(train.fraction(label_fraction, seed))
+        metrics = train_supervised(subset, val, SupervisedConfig(
+            steps=steps, lr=lr, seed=seed, init_encoder=str(encoder)),
+            min_support=1 if name == "msl-v2.1" else 10)
+    except (CheckpointError, DatasetError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{name} validation: accuracy {metrics['accuracy']:.4f}, mean recall "
+               f"{metrics['mean_recall']:.4f} ({metrics['train_items']} labelled items)")
+    if json_out:
+        write_json_atomic(json_out, metrics)

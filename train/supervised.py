@@ -1,5 +1,6 @@
 """The supervised baseline: the same encoder trained from scratch with a linear head on the
-same labelled subset, with the pretraining augmentations (class-balanced cross entropy)."""
+same labelled subset, with the pretraining augmentations (class-balanced cross entropy).
+With ``init_encoder`` it fine-tunes a pretrained encoder end to end instead."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from torch import nn
 from train.augment import AugmentConfig, augment
 from train.labelled_sets import LabelledSet
 from train.models import ENCODER_PRESETS, Encoder, TileClassifier
-from train.probe import evaluate
+from train.probe import evaluate, load_encoder
 
 
 @dataclass(frozen=True)
 class SupervisedConfig:
-    """``steps`` of AdamW on batches drawn with replacement from the labelled subset."""
+    """``steps`` of AdamW on batches drawn with replacement from the labelled subset;
+    ``init_encoder``: an encoder checkpoint to fine-tune (``preset`` is then unused)."""
 
     preset: str = "tiny"
     steps: int = 400
@@ -29,6 +31,7 @@ class SupervisedConfig:
     class_balanced: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
+    init_encoder: str | None = None
 
 
 @torch.no_grad()
@@ -47,8 +50,11 @@ def train_supervised(train: LabelledSet, val: LabelledSet, cfg: SupervisedConfig
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     k = len(train.classes)
-    model = TileClassifier(Encoder(ENCODER_PRESETS[cfg.preset]),
-                           nn.Linear(ENCODER_PRESETS[cfg.preset].feature_dim, k))
+    if cfg.init_encoder:
+        encoder, _ = load_encoder(cfg.init_encoder)
+    else:
+        encoder = Encoder(ENCODER_PRESETS[cfg.preset])
+    model = TileClassifier(encoder, nn.Linear(encoder.config.feature_dim, k))
     model = model.to(memory_format=torch.channels_last)
     labels = torch.from_numpy(train.labels)
     weight = None
