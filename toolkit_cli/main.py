@@ -60,5 +60,5 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m toolkit_cli.main (e.g. under torchrun)
+    raise SystemExit(main())
