@@ -258,7 +258,8 @@ def summarise(work: Path, preset: str, command: str, datasets: list[str],
                         "label_fraction": frac, "metric": metric,
                         "mean": round(float(values.mean()), 4),
                         "std": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4),
-                        "seeds": [s for s, _ in got], "values": [round(v, 4) for v in values],
+                        "seeds": [s for s, _ in got],
+                        "values": [round(float(v), 4) for v in values],
                         "preset": preset, "command": command,
                     })
     return records
