@@ -38,3 +38,13 @@ def hirise_root(tmp_path: Path) -> Path:
 def _one_torch_thread() -> None:
     """One intra-op thread: the tensors here are tiny, and the CI box may be busy."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_faiss_thread() -> None:
+    """faiss k-means on one OpenMP thread (tiny data; the CI box may be busy)."""
+    try:
+        import faiss
+    except ImportError:  # the tests that cluster then fail with the install hint
+        return
+    faiss.omp_set_num_threads(1)

@@ -4,7 +4,6 @@ synthetic AI4Mars folder with its result cache, and the checks of methods and pr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,17 +28,6 @@ FIELDS = {"dataset", "split", "method", "label_fraction", "metric", "mean", "std
 
 def quiet(*_args: object) -> None:
     """A log function that prints nothing."""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_faiss_thread() -> Iterator[None]:
-    """faiss k-means on one OpenMP thread (tiny data; keeps the box quiet)."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 def no_temp_files(folder: Path) -> None:

@@ -4,13 +4,13 @@ gradients of nt_xent on the global batch; shard, from_env and the no-group ident
 from __future__ import annotations
 
 import os
-import socket
 import traceback
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from local_ports import free_port
 
 from train.distributed import (
     DistContext,
@@ -73,15 +73,9 @@ def _worker(rank: int, port: int, out: str) -> None:
         raise
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_ranks_match_single_process(tmp_path):
     spawn = mp.get_context("spawn")
-    port = _free_port()
+    port = free_port()
     procs = [spawn.Process(target=_worker, args=(r, port, str(tmp_path))) for r in range(WORLD)]
     for p in procs:
         p.start()

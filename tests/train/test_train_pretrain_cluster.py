@@ -4,15 +4,14 @@ synthetic folders; and the CLI's checks of --cluster-mode and --domains."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from kill_after_save import pretrain_killed_after_save
 from train_fixtures import write_image
 
-import train.pretrain as tp
 from toolkit_cli.main import main
 from train.checkpoint import load_checkpoint
 from train.clustering import ClusterConfig
@@ -27,17 +26,6 @@ CLUSTER_KEYS = ("purity_k2", "purity_k3", "pairs_removed_fraction", "removed_pai
 
 def quiet(*_args: object) -> None:
     """A log function that prints nothing."""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_faiss_thread() -> Iterator[None]:
-    """faiss k-means on one OpenMP thread (tiny data; keeps the box quiet)."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 def config(root: Path, out: Path, epochs: int = 2, **kw: object) -> PretrainConfig:
@@ -77,21 +65,7 @@ def test_resume_of_a_cluster_run_keeps_its_cluster_ids(ai4mars_root, tmp_path):
     straight = load_checkpoint(pretrain(config(ai4mars_root, tmp_path / "a", 3, cluster=cluster),
                                         log=quiet), "encoder")
     cfg = config(ai4mars_root, tmp_path / "b", 3, cluster=cluster)
-    calls = {"n": 0}
-    real_save = tp._save
-
-    def save_then_die(*args: object, **kwargs: object) -> None:
-        real_save(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed after the checkpoint of epoch 1")
-
-    tp._save = save_then_die
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            pretrain(cfg, log=quiet)
-    finally:
-        tp._save = real_save
+    pretrain_killed_after_save(cfg, 2)  # killed after the checkpoint of epoch 1
     killed = load_checkpoint(tmp_path / "b" / "encoder.pt", "encoder")["train_state"]
     assert killed["next_epoch"] == 2
     saved_ids = killed["cluster_ids"].copy()

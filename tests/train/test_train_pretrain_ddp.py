@@ -11,7 +11,6 @@ process only) and saves it to ``rank{r}.pt``."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 import traceback
 from dataclasses import replace
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.multiprocessing as mp
+from local_ports import free_port
 
 from train.checkpoint import load_checkpoint
 from train.clustering import ClusterConfig
@@ -112,16 +112,10 @@ def _worker(rank: int, port: int, root: str, out: str, record_dir: str) -> None:
         raise
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_two_ranks(root: Path, out: Path, record_dir: Path) -> list[int | None]:
     """Spawn both ranks and wait for them (killing them after TIMEOUT_S) -> exit codes."""
     spawn = mp.get_context("spawn")
-    port = _free_port()
+    port = free_port()
     procs = [spawn.Process(target=_worker, args=(r, port, str(root), str(out), str(record_dir)))
              for r in range(WORLD)]
     end = time.monotonic() + TIMEOUT_S

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from kill_after_save import pretrain_killed_after_save
 
 from toolkit_cli.main import main
 from train.checkpoint import load_checkpoint
@@ -30,23 +31,8 @@ def test_resume_after_a_full_epoch_matches_the_uninterrupted_run(ai4mars_root, t
     # The same run, killed right after writing its checkpoint of epoch 1 (of 0..2).
     out = tmp_path / "b"
     cfg = config(ai4mars_root, out, 3)
-    import train.pretrain as tp
 
-    calls = {"n": 0}
-    real_save = tp._save
-
-    def save_then_die(*args: object, **kwargs: object) -> None:
-        real_save(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed after the checkpoint of epoch 1")
-
-    tp._save = save_then_die
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            pretrain(cfg, log=quiet)
-    finally:
-        tp._save = real_save
+    pretrain_killed_after_save(cfg, 2)  # killed after the checkpoint of epoch 1
     assert load_checkpoint(out / "encoder.pt", "encoder")["train_state"]["next_epoch"] == 2
     resumed = load_checkpoint(pretrain(replace(cfg, resume=True), log=quiet), "encoder")
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2]
