@@ -6,7 +6,8 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from onnx_graphs import tiles_to_logits_model
 from tiny_model import tiny_model_bytes
 
 from edge.trt_qdq import default_precision, has_qdq_nodes, op_type_counts
@@ -44,16 +45,7 @@ def qdq_model_bytes(channels: int = 1, tile_pixels: int = 32, n_classes: int = 4
         helper.make_node("Flatten", ["pool"], ["flat"], axis=1),
         helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "tiny_qdq",
-        [helper.make_tensor_value_info("tiles", TensorProto.FLOAT,
-                                       ["N", channels, tile_pixels, tile_pixels])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_classes])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return tiles_to_logits_model(nodes, inits, "tiny_qdq", channels, tile_pixels, n_classes)
 
 
 def onnx_counts(model_bytes):

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from onnx_graphs import tiles_to_logits_model
 
 from edge.bundle import Bundle, Manifest, write_bundle
 from edge.preprocess import InputSpec
@@ -42,15 +42,7 @@ def linear_model_bytes(qdq: bool = False, tile: int = 8, classes: int = 4) -> by
         x = "dq"
     nodes += [helper.make_node("Flatten", [x], ["flat"], axis=1),
               helper.make_node("Gemm", ["flat", "w", "b"], ["logits"], transB=1)]
-    graph = helper.make_graph(
-        nodes, "linear",
-        [helper.make_tensor_value_info("tiles", TensorProto.FLOAT, ["N", 1, tile, tile])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return tiles_to_logits_model(nodes, inits, "linear", 1, tile, classes)
 
 
 def linear_bundle(folder: Path, qdq: bool = False) -> Bundle:

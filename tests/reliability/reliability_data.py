@@ -13,8 +13,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from onnx_graphs import tiles_to_logits_model
 
 from edge.bundle import Bundle, Manifest, write_bundle
 from edge.preprocess import InputSpec
@@ -76,16 +76,7 @@ def tiny_model_bytes(n_classes: int = 4, channels: int = 1, tile_pixels: int = 1
         helper.make_node("Flatten", ["pool"], ["flat"], axis=1),
         helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "reliability_tiny",
-        [helper.make_tensor_value_info("tiles", TensorProto.FLOAT,
-                                       ["N", channels, tile_pixels, tile_pixels])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_classes])],
-        initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return tiles_to_logits_model(nodes, inits, "reliability_tiny", channels, tile_pixels, n_classes)
 
 
 def tiny_manifest(classes: list[str] | None = None, tile_pixels: int = 16) -> Manifest:
