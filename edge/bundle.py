@@ -86,7 +86,8 @@ class Manifest:
             raise BundleError(f"{where}: bad 'input' section ({exc})") from exc
         try:
             til = data["tiling"]
-            tiling = TilingSpec(int(til["reference_width"]), int(til["tile"]), int(til["stride"]))
+            tiling = TilingSpec(int(til["reference_width"]), int(til["tile"]), int(til["stride"]),
+                                str(til.get("crop", "none")))
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{where}: bad 'tiling' section ({exc})") from exc
         for key in ("provenance", "metrics"):

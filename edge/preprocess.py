@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge.tiling import TilingSpec, reference_size, tile_boxes
+from edge.tiling import TilingSpec, crop_box, reference_size, tile_boxes
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,18 @@ def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:
 def frame_to_tiles(image: np.ndarray, spec: InputSpec, tiling: TilingSpec) -> TiledFrame:
     """Decoded frame (H, W[, C]) -> :class:`TiledFrame` with tiles (N, C, S, S) float32.
 
-    The frame is scaled once so that a tile of ``tiling.tile`` reference pixels
-    becomes ``spec.tile_pixels`` network pixels, then cut on the reference grid.
-    Raises TilingError for frames smaller than one tile, ValueError for pixel types
-    it cannot read.
+    The frame (or its centred square, with ``tiling.crop``) is scaled once so that a tile of
+    ``tiling.tile`` reference pixels becomes ``spec.tile_pixels`` network pixels, then cut on
+    the reference grid. Boxes are in the whole frame's pixels. Raises TilingError for frames
+    smaller than one tile, ValueError for pixel types it cannot read.
     """
-    height, width = image.shape[:2]
+    full_height, full_width = image.shape[:2]
+    x0, y0, width, height = crop_box(full_width, full_height, tiling)
+    if (width, height) != (full_width, full_height):
+        image = image[y0:y0 + height, x0:x0 + width]
     ref_boxes, boxes = tile_boxes(width, height, tiling)
+    boxes[:, 0] += x0
+    boxes[:, 1] += y0
     # Scaling to [0, 1], resizing and BGR->grey are linear and commute: resize the raw
     # values first, so that the per-pixel work is done on the small network-scale image.
     img, unit = _raw_float(image)
@@ -142,6 +147,6 @@ def frame_to_tiles(image: np.ndarray, spec: InputSpec, tiling: TilingSpec) -> Ti
         tiles=np.ascontiguousarray(tiles, dtype=np.float32),
         boxes=boxes,
         ref_boxes=ref_boxes,
-        width=width,
-        height=height,
+        width=full_width,
+        height=full_height,
     )

@@ -4,6 +4,10 @@ A tile is specified at a *reference width*: a frame of any resolution is scaled
 (keeping its aspect ratio) so that its width equals the reference width, and the
 grid is laid out there. One tile therefore covers the same terrain whatever the
 camera's resolution. Boxes are reported in the original frame's pixels.
+
+A grid may first crop the frame to its centred square (``crop="centre-square"``): with a
+tile as wide as the reference width, each frame is then one tile, the way whole-image
+classifiers (MSL Mastcam/MAHLI triage) see their inputs.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 # strip, a hostile file) would be scaled up to a reference-width frame of absurd height:
 # a 1 x 5000 PNG would become 256 x 1 280 000 pixels, 40 000 tiles and gigabytes of floats.
 MAX_ASPECT = 16
+CROPS = ("none", "centre-square")
 
 
 class TilingError(ValueError):
@@ -24,17 +29,30 @@ class TilingError(ValueError):
 
 @dataclass(frozen=True)
 class TilingSpec:
-    """Tile size and stride, in pixels of a frame scaled to ``reference_width``."""
+    """Tile size and stride, in pixels of a frame scaled to ``reference_width``; ``crop``:
+    ``"none"`` (tile the whole frame) or ``"centre-square"`` (tile its centred square)."""
 
     reference_width: int = 256
     tile: int = 32
     stride: int = 32
+    crop: str = "none"
 
     def __post_init__(self) -> None:
         if self.reference_width <= 0 or self.tile <= 0 or self.stride <= 0:
             raise TilingError(f"tiling sizes must be positive, got {self}")
         if self.tile > self.reference_width:
             raise TilingError(f"tile {self.tile} is wider than the reference width")
+        if self.crop not in CROPS:
+            raise TilingError(f"crop must be one of {', '.join(CROPS)}, got {self.crop!r}")
+
+
+def crop_box(width: int, height: int, spec: TilingSpec) -> tuple[int, int, int, int]:
+    """The part ``(x, y, w, h)`` of a ``width`` x ``height`` frame that the grid covers: the
+    whole frame, or its centred square of side min(width, height)."""
+    if spec.crop == "centre-square":
+        side = min(width, height)
+        return (width - side) // 2, (height - side) // 2, side, side
+    return 0, 0, width, height
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:

@@ -54,7 +54,19 @@ def test_manifest_is_plain_json_with_contract_fields(tmp_path):
                 "metrics", "schema_version"):
         assert key in data
     assert set(data["input"]) >= {"tile_pixels", "channels", "mean", "std"}
-    assert set(data["tiling"]) == {"reference_width", "tile", "stride"}
+    assert set(data["tiling"]) == {"reference_width", "tile", "stride", "crop"}
+
+
+def test_manifest_without_crop_reads_as_whole_frame(tmp_path):
+    make_tiny_bundle(tmp_path / "b")
+    _edit_manifest(tmp_path / "b", tiling={"reference_width": 256, "tile": 32, "stride": 32})
+    assert load_bundle(tmp_path / "b").manifest.tiling.crop == "none"
+
+
+def test_centre_square_crop_round_trips(tmp_path):
+    tiling = TilingSpec(227, 227, 227, crop="centre-square")
+    make_tiny_bundle(tmp_path / "b", tiling=tiling)
+    assert load_bundle(tmp_path / "b").manifest.tiling == tiling
 
 
 def test_write_replaces_existing_bundle_and_leaves_no_temporaries(tmp_path):
@@ -108,6 +120,7 @@ def test_missing_manifest_field(tmp_path, field):
         ({"tiling": {"reference_width": 256, "tile": 32}}, "tiling"),
         ({"tiling": {"reference_width": 16, "tile": 32, "stride": 32}}, "tiling"),
         ({"tiling": "256/32"}, "tiling"),
+        ({"tiling": {"reference_width": 256, "tile": 32, "stride": 32, "crop": "left"}}, "crop"),
         ({"provenance": "made by hand"}, "provenance"),
         ({"metrics": [0.9]}, "metrics"),
     ],

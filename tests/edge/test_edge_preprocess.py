@@ -155,3 +155,27 @@ def test_downscaling_averages_pixel_blocks():
     tiles = frame_to_tiles(image, GREY, TILING).tiles
     block = image[:128, :128].astype(np.float64).reshape(32, 4, 32, 4).mean(axis=(1, 3)) / 255.0
     np.testing.assert_allclose(tiles[0, 0], (block - 0.5) / 0.25, atol=1e-4)
+
+
+@pytest.mark.parametrize(("height", "width"), [(90, 160), (160, 90), (100, 100)])
+def test_centre_square_crop_is_one_tile_of_the_centred_square(height, width):
+    frame = synthetic_frame(height, width, 1)
+    spec = InputSpec(tile_pixels=16)
+    whole = TilingSpec(227, 227, 227, crop="centre-square")
+    tiled = frame_to_tiles(frame, spec, whole)
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = frame[top:top + side, left:left + side]
+    alone = frame_to_tiles(square, spec, TilingSpec(side, side, side))
+    assert tiled.tiles.shape == (1, 1, 16, 16)
+    np.testing.assert_array_equal(tiled.tiles, alone.tiles)
+    assert tiled.boxes.tolist() == [[left, top, side, side]]
+    assert (tiled.width, tiled.height) == (width, height)
+
+
+def test_centre_square_grid_boxes_are_in_whole_frame_pixels():
+    frame = synthetic_frame(64, 128, 1)
+    tiled = frame_to_tiles(frame, InputSpec(tile_pixels=8), TilingSpec(64, 32, 32,
+                                                                       crop="centre-square"))
+    assert tiled.boxes.tolist() == [[32, 0, 32, 32], [64, 0, 32, 32],
+                                    [32, 32, 32, 32], [64, 32, 32, 32]]

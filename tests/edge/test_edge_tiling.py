@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.tiling import TilingError, TilingSpec, reference_size, tile_boxes
+from edge.tiling import TilingError, TilingSpec, crop_box, reference_size, tile_boxes
 
 SPECS = [
     TilingSpec(256, 32, 32),
@@ -116,3 +116,16 @@ def test_empty_frame(width, height):
 def test_bad_spec(args):
     with pytest.raises(TilingError):
         TilingSpec(*args)
+
+
+@pytest.mark.parametrize(("width", "height", "box"), [
+    (300, 200, (50, 0, 200, 200)), (200, 301, (0, 50, 200, 200)), (64, 64, (0, 0, 64, 64)),
+])
+def test_centre_square_crop_box(width, height, box):
+    assert crop_box(width, height, TilingSpec(32, 32, 32, crop="centre-square")) == box
+    assert crop_box(width, height, TilingSpec(32, 32, 32)) == (0, 0, width, height)
+
+
+def test_unknown_crop_refused():
+    with pytest.raises(TilingError, match="crop"):
+        TilingSpec(crop="middle")

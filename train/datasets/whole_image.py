@@ -16,19 +16,14 @@ from edge.preprocess import InputSpec, frame_to_tiles
 from edge.tiling import TilingSpec
 from train.datasets.errors import DatasetError
 
+# One tile per image: the centred square, at any reference width (227, MSL's image size).
+WHOLE_IMAGE_TILING = TilingSpec(reference_width=227, tile=227, stride=227, crop="centre-square")
+
 
 def whole_image_input(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Decoded image (H, W[, C]) -> float32 (C, S, S): the centred square of side min(H, W),
-    as the one tile of a one-tile grid.
-
-    (The square is cut out first: the middle tile of a grid over the whole image is not the
-    centred square, since the grid's last tile is aligned to the far edge.)"""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = image[top:top + side, left:left + side]
-    tiled = frame_to_tiles(square, spec, TilingSpec(reference_width=side, tile=side, stride=side))
-    return tiled.tiles[0]
+    as the one tile of :data:`WHOLE_IMAGE_TILING` (what a whole-image bundle declares)."""
+    return frame_to_tiles(image, spec, WHOLE_IMAGE_TILING).tiles[0]
 
 
 def load_whole_images(paths: Sequence[Path], spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
