@@ -90,6 +90,22 @@ def _strict_json(value: Any) -> Any:
     return value
 
 
+def data_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What a probe checkpoint was trained on: labelled set, label fraction, pretraining pool."""
+    probe_cfg = ckpt["probe_config"]
+    fraction = f"{probe_cfg['label_fraction']:.0%}"
+    if probe_cfg.get("dataset", "ai4mars") == "ai4mars":
+        labels = {"dataset": "AI4Mars Navcam (ai4mars-msl-ncam-256)",
+                  "labels": f"{fraction} of scored train-split tiles, class-stratified"}
+    else:
+        labels = {"dataset": "MSL Curiosity surface images v2.1 (msl-v2.1), whole images "
+                             "(centred square)",
+                  "labels": f"{fraction} of train-split originals (with their flipped and "
+                            "rotated copies), class-stratified"}
+    domains = dict(ckpt["pretrain_config"].get("domains", [("ai4mars", 1.0)]))
+    return labels | {"pretrain": f"unlabelled train-split images, domain mix {domains}"}
+
+
 def run_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
     """How and when a bundle is being made: time, command, revisions, torch version."""
     return {
@@ -147,10 +163,7 @@ def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) 
         precision="fp32", sha256="",
         provenance=_strict_json({
             **run_provenance(ckpt),
-            "data": {"dataset": "AI4Mars Navcam (ai4mars-msl-ncam-256)",
-                     "pretrain": "unlabelled train-split tiles",
-                     "labels": f"{ckpt['probe_config']['label_fraction']:.0%} of scored "
-                               "train-split tiles, class-stratified"},
+            "data": data_provenance(ckpt),
             "encoder": ckpt["encoder_config"] | {"parameters": params},
             "pretrain_config": ckpt["pretrain_config"],
             "probe_config": ckpt["probe_config"],

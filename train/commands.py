@@ -12,6 +12,7 @@ from train.tiles import default_data_root
 
 DATA_ROOT = str(default_data_root())
 AI4MARS = str(default_data_root() / "ai4mars-msl-ncam-256")
+MSL = str(default_data_root() / "msl-v2.1")
 
 train_app = typer.Typer(help="Contrastive pretraining and linear probes (needs the [train] extra).",
                         no_args_is_help=True)
@@ -119,15 +120,19 @@ def pretrain_command(
 def probe_command(
     encoder: Path = typer.Option(Path("runs/pretrain/encoder.pt"), help="Encoder checkpoint."),
     out: Path = typer.Option(Path("runs/probe/probe.pt"), help="Probe checkpoint to write."),
+    dataset: str = typer.Option("ai4mars", help="ai4mars (Navcam tiles, 4 terrain classes) or "
+                                "msl-v2.1 (whole Mastcam/MAHLI images, 19 classes)."),
     data: Path = typer.Option(Path(AI4MARS), help="AI4Mars Navcam folder."),
+    msl_data: Path = typer.Option(Path(MSL), help="MSL v2.1 folder (with --dataset msl-v2.1)."),
     label_fraction: float = typer.Option(0.1, min=0.0001, max=1.0),
     max_frames: int = typer.Option(None, min=1, help="Use only the first N frames of each split."),
     seed: int = typer.Option(0),
     class_balanced: bool = typer.Option(True, help="Weight the loss by inverse class frequency."),
     standardize: bool = typer.Option(True, help="Standardise features (folded into the head)."),
 ) -> None:
-    """Linear head on frozen features from a fraction of the labelled train tiles; prints
-    validation accuracy and mean per-class recall.
+    """Linear head on frozen features from a fraction of the labelled train items; prints
+    validation accuracy and mean per-class recall. With --dataset msl-v2.1 the probe
+    classifies whole images (their centred square), and its bundle does too.
 
     Example: edge train probe --encoder runs/pretrain/encoder.pt --label-fraction 0.1
     """
@@ -139,6 +144,7 @@ def probe_command(
     cfg = ProbeConfig(encoder=str(encoder), out=str(out),
                       data=TileDataConfig(root=str(data), max_train_frames=max_frames,
                                           max_val_frames=max_frames),
+                      dataset=dataset, msl_root=str(msl_data),
                       label_fraction=label_fraction, seed=seed,
                       class_balanced=class_balanced, standardize=standardize)
     try:
@@ -146,7 +152,7 @@ def probe_command(
     except (DatasetError, CheckpointError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"validation accuracy {m['accuracy']:.4f}, mean recall {m['mean_recall']:.4f} "
-               f"over {m['tiles']} tiles; per class {m['per_class_recall']}")
+               f"over {m['tiles']} {m['unit']}; per class {m['per_class_recall']}")
     typer.echo(f"probe checkpoint: {out}")
 
 

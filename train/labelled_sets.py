@@ -25,16 +25,18 @@ DATASETS = ("ai4mars", "msl-v2.1")
 @dataclass
 class LabelledSet:
     """inputs float32 (N, C, S, S), labels int64 (N,), groups (N,) (the unit a label fraction
-    is drawn over), class names."""
+    is drawn over), class names; ``frames``: how many frames (or whole images) were read."""
 
     inputs: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
     classes: list[str]
+    frames: int = 0
 
     def subset(self, idx: np.ndarray) -> LabelledSet:
         """The items at ``idx``."""
-        return LabelledSet(self.inputs[idx], self.labels[idx], self.groups[idx], self.classes)
+        return LabelledSet(self.inputs[idx], self.labels[idx], self.groups[idx], self.classes,
+                           self.frames)
 
     def fraction(self, fraction: float, seed: int) -> np.ndarray:
         """Indices int64 of a class-stratified ``fraction`` of the groups (all their items)."""
@@ -63,14 +65,15 @@ def load_labelled(dataset: str, split: str, data: TileDataConfig, msl_root: str,
             raise DatasetError(f"{data.root}: no scored {split} tiles")
         keep = spread_indices(len(tiles.labels), max_items)
         return LabelledSet(tiles.tiles[keep], tiles.labels[keep], keep.astype(np.int64),
-                           list(AI4MARS_CLASSES))
+                           list(AI4MARS_CLASSES), frames=len(tiles.ids))
     msl = load_msl(msl_root)
     items = msl.splits[split]
     items = [items[i] for i in spread_indices(len(items), max_items)]
     x, ok = load_whole_images([msl.image_path(it) for it in items], data.input_spec)
     kept = [it for it, good in zip(items, ok, strict=True) if good]
     return LabelledSet(x, np.array([it.label for it in kept], dtype=np.int64),
-                       np.array([it.original for it in kept]), list(msl.classes))
+                       np.array([it.original for it in kept]), list(msl.classes),
+                       frames=len(kept))
 
 
 def monitor_data(data: TileDataConfig, limit_frames: int = 300) -> TileDataConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +13,26 @@ import torch
 from torch import nn
 
 from train.checkpoint import git_revision, load_checkpoint, save_atomic
-from train.datasets.ai4mars import CLASSES
 from train.datasets.errors import DatasetError
-from train.datasets.label_fraction import sample_fraction
+from train.datasets.whole_image import WHOLE_IMAGE_TILING
+from train.labelled_sets import canonical, load_labelled
 from train.models import Encoder, EncoderConfig
-from train.tiles import TileDataConfig, load_split_tiles
+from train.tiles import TileDataConfig, default_data_root
 
 MIN_TILES_FOR_RECALL = 10
 
 
 @dataclass
 class ProbeConfig:
-    """Train a linear head on ``label_fraction`` of the scored train tiles (stratified)."""
+    """Train a linear head on a class-stratified ``label_fraction`` of ``dataset``'s train
+    labels: scored AI4Mars tiles (``ai4mars``), or whole MSL images drawn over originals
+    (``msl-v2.1``, inputs from the centred square, :data:`WHOLE_IMAGE_TILING`)."""
 
     encoder: str = "runs/pretrain/encoder.pt"
     out: str = "runs/probe/probe.pt"
     data: TileDataConfig = field(default_factory=TileDataConfig)
+    dataset: str = "ai4mars"
+    msl_root: str = str(default_data_root() / "msl-v2.1")
     label_fraction: float = 0.1
     seed: int = 0
     steps: int = 500
@@ -125,35 +129,38 @@ def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
     """Train and evaluate the probe; writes ``cfg.out`` and returns validation metrics."""
     t0 = time.perf_counter()
     encoder, enc_ckpt = load_encoder(cfg.encoder)
-    train = load_split_tiles(cfg.data, "train").scored()
-    val = load_split_tiles(cfg.data, "val").scored()
-    for split, tiles in (("train", train), ("val", val)):
-        if not len(tiles.labels):
-            raise DatasetError(f"{cfg.data.root}: no scored {split} tiles (a tile is scored when "
-                               "labelled pixels cover half of it with a 3/4 majority); "
-                               "use more frames or check the masks")
-    chosen = sample_fraction(dict(enumerate(train.labels.tolist())), cfg.label_fraction, cfg.seed)
-    idx = np.array(sorted(chosen))
-    log(f"{len(idx)} labelled train tiles ({cfg.label_fraction:.0%} of {len(train.labels)}), "
-        f"{len(val.labels)} scored val tiles")
-    feats = extract_features(encoder, train.tiles[idx])
-    head = train_linear_head(feats, torch.from_numpy(train.labels[idx]), len(CLASSES), cfg)
+    name = canonical(cfg.dataset)
+    data = replace(cfg.data, tile_pixels=int(enc_ckpt["input"]["tile_pixels"]))
+    train = load_labelled(name, "train", data, cfg.msl_root)
+    val = load_labelled(name, "val", data, cfg.msl_root)
+    idx = train.fraction(cfg.label_fraction, cfg.seed)
+    if not len(idx):
+        raise DatasetError(f"{name}: a {cfg.label_fraction:.2%} label fraction selects no "
+                           "train items; raise --label-fraction")
+    unit = "tiles" if name == "ai4mars" else "images"
+    log(f"{len(idx)} labelled train {unit} ({cfg.label_fraction:.0%} of {len(train.labels)}), "
+        f"{len(val.labels)} val {unit}")
+    feats = extract_features(encoder, train.inputs[idx])
+    head = train_linear_head(feats, torch.from_numpy(train.labels[idx]), len(train.classes), cfg)
     with torch.no_grad():
-        pred = head(extract_features(encoder, val.tiles)).argmax(1).numpy()
-    metrics = evaluate(pred, val.labels, CLASSES) | {
-        "dataset": "ai4mars", "split": "validation (clock-ordered, latest 20% of frames)",
-        "label_fraction": cfg.label_fraction, "labelled_tiles": int(len(idx)),
-        "val_frames": len(val.ids),
+        pred = head(extract_features(encoder, val.inputs)).argmax(1).numpy()
+    split = ("validation (clock-ordered, latest 20% of frames)" if name == "ai4mars"
+             else "validation (published val-set-v2.1, by sol)")
+    metrics = evaluate(pred, val.labels, train.classes) | {
+        "dataset": name, "split": split, "unit": unit,
+        "label_fraction": cfg.label_fraction, "labelled_items": int(len(idx)),
+        "val_frames": val.frames,
     }
+    tiling = enc_ckpt["tiling"] if name == "ai4mars" else asdict(WHOLE_IMAGE_TILING)
     save_atomic({
         "kind": "probe",
         "encoder_checkpoint": str(cfg.encoder),
         "encoder_config": enc_ckpt["encoder_config"],
         "encoder_state": encoder.state_dict(),
         "head_state": head.state_dict(),
-        "classes": CLASSES,
+        "classes": train.classes,
         "input": enc_ckpt["input"],
-        "tiling": enc_ckpt["tiling"],
+        "tiling": tiling,
         "pretrain_config": enc_ckpt["config"],
         "probe_config": asdict(cfg),
         "metrics": metrics,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_fixtures import make_ai4mars, write_image
+from train_fixtures import MSL_CLASSES, make_ai4mars, make_msl, write_image
 
 import train.pretrain
 from train.checkpoint import CheckpointError, load_checkpoint
@@ -55,7 +55,7 @@ def test_pretrain_writes_an_encoder_checkpoint(trained, ai4mars_root):
     ckpt = load_checkpoint(ckpt_path, "encoder")
     assert ckpt["encoder_config"] == ENCODER_PRESETS["tiny"].to_dict()
     assert ckpt["input"] == {"tile_pixels": 32, "channels": 1, "mean": (0.5,), "std": (0.25,)}
-    assert ckpt["tiling"] == {"reference_width": 256, "tile": 32, "stride": 32}
+    assert ckpt["tiling"] == {"reference_width": 256, "tile": 32, "stride": 32, "crop": "none"}
     assert ckpt["config"]["data"]["root"] == str(ai4mars_root)
     assert ckpt["git_revision"]
     (record,) = ckpt["history"]
@@ -141,7 +141,8 @@ def test_probe_writes_checkpoint_and_metrics(trained, ai4mars_root):
     ckpt = load_checkpoint(cfg.out, "probe")
     assert ckpt["metrics"] == metrics
     for key in ("accuracy", "mean_recall", "confusion", "per_class_recall", "support",
-                "recall_classes", "tiles", "label_fraction", "labelled_tiles", "val_frames"):
+                "recall_classes", "tiles", "label_fraction", "labelled_items", "dataset", "unit",
+                "val_frames"):
         assert key in metrics, key
     assert ckpt["classes"] == CLASSES
     assert ckpt["encoder_checkpoint"] == str(trained["ckpt"])
@@ -155,10 +156,10 @@ def test_probe_writes_checkpoint_and_metrics(trained, ai4mars_root):
 
     val = load_split_tiles(cfg.data, "val").scored()
     train_tiles = load_split_tiles(cfg.data, "train").scored()
-    assert metrics["val_frames"] == 2
+    assert (metrics["dataset"], metrics["unit"], metrics["val_frames"]) == ("ai4mars", "tiles", 2)
     assert metrics["tiles"] == len(val.labels) == np.array(metrics["confusion"]).sum()
     counts = Counter(train_tiles.labels.tolist())
-    assert metrics["labelled_tiles"] == sum(max(1, round(0.5 * n)) for n in counts.values())
+    assert metrics["labelled_items"] == sum(max(1, round(0.5 * n)) for n in counts.values())
     assert 0.0 <= metrics["accuracy"] <= 1.0
     confusion = np.array(metrics["confusion"])
     assert metrics["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
@@ -184,6 +185,37 @@ def test_probe_without_scored_tiles_raises_dataset_error(trained, tmp_path):
         probe(cfg, log=quiet)
     assert str(root) in str(err.value)
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_msl_probe_classifies_whole_images_and_exports_a_whole_image_bundle(trained, tmp_path):
+    from edge.bundle import load_bundle
+    from edge.classify import FrameClassifier
+    from edge.runners import make_runner
+    from export.onnx_export import OnnxExportConfig, export_bundle
+
+    msl_root = tmp_path / "msl-v2.1"
+    make_msl(msl_root, with_images=True)
+    cfg = replace(trained["probe_cfg"], dataset="msl", msl_root=str(msl_root),
+                  out=str(tmp_path / "msl.pt"), label_fraction=0.5)
+    metrics = probe(cfg, log=quiet)
+    assert (metrics["dataset"], metrics["unit"], metrics["tiles"], metrics["val_frames"]) == (
+        "msl-v2.1", "images", 6, 6)
+    # Half of each class's originals (2, 4, 6 of 4, 8, 12), each with its two copies.
+    assert metrics["labelled_items"] == 3 * (2 + 4 + 6)
+    ckpt = load_checkpoint(cfg.out, "probe")
+    assert ckpt["classes"] == MSL_CLASSES
+    assert ckpt["tiling"]["crop"] == "centre-square"
+    assert ckpt["head_state"]["weight"].shape[0] == len(MSL_CLASSES)
+
+    bundle = load_bundle(export_bundle(OnnxExportConfig(
+        checkpoint=cfg.out, out_dir=str(tmp_path / "msl-bundle"), name="msl")).path)
+    assert bundle.manifest.tiling.crop == "centre-square"
+    assert "MSL" in bundle.manifest.provenance["data"]["dataset"]
+    classifier = FrameClassifier(bundle, make_runner(bundle, "onnxruntime", threads=1))
+    result = classifier.classify(np.random.default_rng(0).integers(0, 255, (200, 300, 3),
+                                                                   dtype=np.uint8))
+    assert result.boxes.tolist() == [[50, 0, 200, 200]]
+    assert result.class_ids.shape == (1,) and 0 <= result.class_ids[0] < len(MSL_CLASSES)
 
 
 # --- evaluation -----------------------------------------------------------------------------

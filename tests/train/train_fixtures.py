@@ -75,10 +75,12 @@ def msl_file(sol: int, k: int, suffix: str = "") -> str:
     return f"{sol:04d}ML{k:019d}E01_DRCL{suffix}.jpg"
 
 
-def make_msl(root: Path, with_test: bool = False) -> dict[str, list[tuple[str, int]]]:
+def make_msl(root: Path, with_test: bool = False,
+             with_images: bool = False) -> dict[str, list[tuple[str, int]]]:
     """An MSL v2.1 folder: 3 classes, train originals with -fh and -r90 copies, val (and test).
 
     Train: class c has 4 * (c + 1) originals (4, 8, 12), each listed with two copies.
+    ``with_images``: also write a 40x30 colour JPEG per row, brighter for higher classes.
     Returns the rows written per split.
     """
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,11 @@ def make_msl(root: Path, with_test: bool = False) -> dict[str, list[tuple[str, i
         # Copies listed before their original, as in the published list; a blank line too.
         (root / names[split]).write_text(
             "\n".join(f"{f} {c}" for f, c in sorted(items)) + "\n\n")
+        if with_images:
+            rng = np.random.default_rng(len(items))
+            for f, c in items:
+                pixels = 60 + 60 * c + rng.integers(0, 30, (30, 40, 3))
+                write_image(root / "images" / f, pixels.astype(np.uint8))
     return rows
 
 
