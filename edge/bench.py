@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -112,3 +113,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """Rows from :func:`bench` as a Markdown table."""
     return markdown_table(rows, ["backend", "threads", "size", "frames", "frames_per_s",
                                  "tiles_per_s", "p50_ms", "p99_ms", "max_ms"])
+
+
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else the platform's processor."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

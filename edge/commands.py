@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from edge.bench import BenchConfig, bench, format_table
+from edge.bench import BenchConfig, bench, cpu_name, format_table
 from edge.bundle import DEFAULT_MODEL, BundleError, load_bundle
 from edge.options import ClassifyOptions, OptionsError, parse_formats
 from edge.outputs import write_json_atomic
@@ -127,24 +127,11 @@ def bench_command(
     except (BundleError, SourceError) as exc:
         raise fail(str(exc)) from None
     typer.echo(f"model {bundle.path} ({bundle.manifest.precision}), {len(frames)} frames, "
-               f"{repeats} passes, python {sys.version.split()[0]}, {_cpu_name()}")
+               f"{repeats} passes, python {sys.version.split()[0]}, {cpu_name()}")
     typer.echo(format_table(rows))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(json_out, rows)
-
-
-def _cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else the platform's processor."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def register(app: typer.Typer) -> None:

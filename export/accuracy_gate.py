@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from train.probe import evaluate
+from train.metrics import evaluate
 
 MIN_AGREEMENT = 0.99
 MAX_ACCURACY_DROP = 0.005

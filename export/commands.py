@@ -415,3 +415,45 @@ def bench_command(
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(json_out, rows)
+
+
+@app.command("card")
+def card_command(
+    bundle: str = typer.Argument(..., help="The shipped bundle the card is about."),
+    out: Path = typer.Option(..., "--out", help="Card to write, e.g. docs/models/terrain.md; "
+                             "its text outside the measured section is kept."),
+    compare: list[str] = typer.Option([], "--compare", help="LABEL=BUNDLE shown beside it "
+                                      "(repeatable), e.g. 'float teacher=runs/models/...'."),
+    data_root: Path = typer.Option(default_data_root(), help="Folder holding the datasets."),
+    threads: str = typer.Option("1,2", help="Thread counts to time."),
+    repeats: int = typer.Option(3, min=1, help="Timed passes over the speed frames."),
+    speed_frames: int = typer.Option(32, min=1, help="Validation frames to time."),
+    max_val_frames: int = typer.Option(None, min=1, help="AI4Mars val frames (default all)."),
+) -> None:
+    """Rewrite a model card's measured section: validation accuracy, mean per-class recall,
+    confusion matrix (Markdown and PNG), and beside the compared bundles: parameters,
+    MFLOPs per tile, size, tiles/s and p50 per thread count.
+
+    Example: edge export card edge/models/terrain --out docs/models/terrain.md
+    """
+    import sys
+
+    from edge.bundle import BundleError
+    from export.model_card import CardConfig, CardError, write_card
+    from train.datasets.errors import DatasetError
+
+    pairs = []
+    for item in compare:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise _fail(f"--compare wants LABEL=BUNDLE, got {item!r}")
+        pairs.append((label, path))
+    cfg = CardConfig(bundle=bundle, out=str(out), compare=tuple(pairs), data_root=str(data_root),
+                     threads=_threads(threads), repeats=repeats, speed_frames=speed_frames,
+                     max_val_frames=max_val_frames,
+                     command=" ".join(["edge", *sys.argv[1:]]))
+    try:
+        path = write_card(cfg, log=typer.echo)
+    except (BundleError, CardError, DatasetError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"model card: {path}")

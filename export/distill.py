@@ -30,8 +30,8 @@ from export.onnx_export import classifier_from_probe
 from export.student import Student, StudentConfig
 from train.checkpoint import CheckpointError, git_revision, load_checkpoint, save_atomic
 from train.datasets.errors import DatasetError
+from train.metrics import evaluate
 from train.models import TileClassifier
-from train.probe import evaluate
 from train.tiles import TileDataConfig, load_split_tiles
 
 CL = torch.channels_last

@@ -149,7 +149,7 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int] | None:
 
 
 def count_onnx_graph(model: onnx.ModelProto | bytes) -> dict[str, Any]:
-    """Parameters, MACs and FLOPs per input item (batch 1) of a float ONNX model.
+    """Parameters, MACs and FLOPs per input item (batch 1) of a float or Q/DQ ONNX model.
 
     Returns ``{"parameters", "macs", "flops", "mflops", "per_op": {op_type: macs}}``;
     raises ValueError when a Conv/Gemm/MatMul shape cannot be inferred.
@@ -164,7 +164,13 @@ def count_onnx_graph(model: onnx.ModelProto | bytes) -> dict[str, Any]:
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for name, arr in inits.items():
         shapes[name] = list(arr.shape)
-    params = int(sum(a.size for a in inits.values() if np.issubdtype(a.dtype, np.floating)))
+    # Weights: float initializers, and the quantized weights and biases a Q/DQ graph
+    # dequantizes; not the scales and zero points, nor integer shape constants.
+    quantized = {node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    qparams = {name for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
+               for name in node.input[1:]}
+    params = int(sum(a.size for name, a in inits.items() if name not in qparams and (
+        np.issubdtype(a.dtype, np.floating) or name in quantized)))
     per_op: dict[str, int] = {}
     total = 0
     for node in graph.node:

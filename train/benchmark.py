@@ -27,9 +27,10 @@ from edge.atomic_file import write_bytes_atomic
 from edge.outputs import write_json_atomic
 from train.clustering import ClusterConfig
 from train.labelled_sets import LabelledSet, canonical, load_labelled
+from train.metrics import evaluate
 from train.pool import Pool, load_pool
 from train.pretrain import PretrainConfig, pretrain
-from train.probe import ProbeConfig, evaluate, extract_features, load_encoder, train_linear_head
+from train.probe import ProbeConfig, extract_features, load_encoder, train_linear_head
 from train.supervised import SupervisedConfig, train_supervised
 from train.tiles import TileDataConfig, default_data_root
 

@@ -16,10 +16,9 @@ from train.checkpoint import git_revision, load_checkpoint, save_atomic
 from train.datasets.errors import DatasetError
 from train.datasets.whole_image import WHOLE_IMAGE_TILING
 from train.labelled_sets import canonical, load_labelled
+from train.metrics import evaluate
 from train.models import Encoder, EncoderConfig
 from train.tiles import TileDataConfig, default_data_root
-
-MIN_TILES_FOR_RECALL = 10
 
 
 @dataclass
@@ -65,27 +64,6 @@ def extract_features(encoder: Encoder, tiles: np.ndarray, batch: int = 2048,
         out.append(encoder(x.contiguous(memory_format=torch.channels_last)).float().cpu())
     encoder.train(was_training)
     return torch.cat(out)
-
-
-def evaluate(pred: np.ndarray, target: np.ndarray, classes: list[str],
-             min_support: int = MIN_TILES_FOR_RECALL) -> dict[str, Any]:
-    """Accuracy, mean per-class recall over classes with at least ``min_support`` items,
-    confusion matrix."""
-    k = len(classes)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (target, pred), 1)
-    support = confusion.sum(1)
-    recall = {classes[c]: float(confusion[c, c] / support[c]) for c in range(k) if support[c]}
-    scored = [classes[c] for c in range(k) if support[c] >= min_support]
-    return {
-        "tiles": int(len(target)),
-        "accuracy": float((pred == target).mean()) if len(target) else float("nan"),
-        "mean_recall": float(np.mean([recall[c] for c in scored])) if scored else float("nan"),
-        "recall_classes": scored,
-        "per_class_recall": recall,
-        "support": {classes[c]: int(support[c]) for c in range(k)},
-        "confusion": confusion.tolist(),
-    }
 
 
 def fold_standardization(head: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> nn.Linear:

@@ -14,8 +14,9 @@ from torch import nn
 
 from train.augment import AugmentConfig, augment
 from train.labelled_sets import LabelledSet
+from train.metrics import evaluate
 from train.models import ENCODER_PRESETS, Encoder, TileClassifier
-from train.probe import evaluate, load_encoder
+from train.probe import load_encoder
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def predict(model: nn.Module, inputs: np.ndarray, batch: int = 2048) -> np.ndarr
 def train_supervised(train: LabelledSet, val: LabelledSet, cfg: SupervisedConfig,
                      min_support: int = 10) -> dict[str, Any]:
     """Train on ``train`` (already the labelled subset), evaluate on ``val``: metrics of
-    :func:`train.probe.evaluate` plus ``train_items`` and ``seconds``."""
+    :func:`train.metrics.evaluate` plus ``train_items`` and ``seconds``."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -17,9 +17,10 @@ import train.pretrain
 from train.checkpoint import CheckpointError, load_checkpoint
 from train.datasets.ai4mars import CLASSES, UNLABELLED
 from train.datasets.errors import DatasetError
+from train.metrics import MIN_TILES_FOR_RECALL, evaluate
 from train.models import ENCODER_PRESETS
 from train.pretrain import PretrainConfig, TrainingError, pretrain
-from train.probe import MIN_TILES_FOR_RECALL, ProbeConfig, evaluate, load_encoder, probe
+from train.probe import ProbeConfig, load_encoder, probe
 from train.tiles import TileDataConfig, load_split_tiles
 
 

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Makes the two shipped bundles (edge/models/terrain and edge/models/msl) from ../shared/data
+# with the project's own pipeline, then their model cards. Every figure in docs/models/ comes
+# from this script. CPU, 2 threads: about 75 minutes in all. Needs the [train] extra.
+#
+#   bash scripts/make_default_models.sh            # everything, into runs/models/
+#   STEP=card bash scripts/make_default_models.sh  # only the model cards
+set -euo pipefail
+RUNS=${RUNS:-runs/models}
+THREADS=${THREADS:-2}
+STEP=${STEP:-all}
+EDGE=${EDGE:-edge}
+
+if [[ $STEP == all || $STEP == pretrain ]]; then
+  # The benchmark's best pretraining (docs/results/benchmark.md): SimCLR with the cluster
+  # correction (eliminate, k 32 and 64) over AI4Mars, MSL and HiRISE images, 3x the
+  # benchmark's cpu-tiny budget (12 epochs of 12,288 draws instead of 4).
+  $EDGE train pretrain --out "$RUNS/pretrain" --preset tiny --epochs 12 --epoch-size 12288 \
+    --batch-size 256 --lr 2e-3 --seed 0 --threads "$THREADS" \
+    --domains ai4mars:0.5,msl:0.3,hirise:0.2 --max-items-per-domain 30000 \
+    --cluster-mode eliminate --cluster-k 32,64 --cluster-warmup 1 --cluster-every 1 \
+    --monitor msl
+fi
+
+if [[ $STEP == all || $STEP == msl ]]; then
+  # Whole-image MSL v2.1 triage: a linear head on 10% of the train originals.
+  $EDGE train probe --encoder "$RUNS/pretrain/encoder.pt" --dataset msl-v2.1 \
+    --label-fraction 0.1 --seed 0 --out "$RUNS/msl/probe.pt"
+  $EDGE export onnx --checkpoint "$RUNS/msl/probe.pt" --out "$RUNS/bundles/msl-fp32" --name msl
+fi
+
+if [[ $STEP == all || $STEP == terrain ]]; then
+  # Navcam terrain: a linear head on 10% of the AI4Mars train tiles (the teacher), distilled
+  # into a rover-sized student, quantization-aware fine-tuned, then quantized behind the gate.
+  $EDGE train probe --encoder "$RUNS/pretrain/encoder.pt" --dataset ai4mars \
+    --label-fraction 0.1 --seed 0 --out "$RUNS/terrain/teacher.pt"
+  $EDGE export onnx --checkpoint "$RUNS/terrain/teacher.pt" --out "$RUNS/bundles/terrain-teacher" \
+    --name terrain-teacher
+  $EDGE export distill --teacher "$RUNS/terrain/teacher.pt" --out "$RUNS/terrain/student.pt" \
+    --bundle "$RUNS/bundles/terrain-student-fp32" --teacher-cache "$RUNS/terrain/teacher_cache.npz" \
+    --max-train-frames 2400 --epochs 30 --max-minutes 12 --resample-prob 0.5 --threads "$THREADS"
+  $EDGE export qat --student "$RUNS/terrain/student.pt" --out "$RUNS/terrain/student-qat.pt" \
+    --bundle "$RUNS/bundles/terrain-student-qat-fp32" \
+    --teacher-cache "$RUNS/terrain/teacher_cache.npz" --steps 3000 --max-minutes 12 \
+    --threads "$THREADS"
+  # Exit status 1 when no INT8 variant passes the gate: the script then stops here.
+  $EDGE export quantize "$RUNS/bundles/terrain-student-qat-fp32" \
+    --out "$RUNS/bundles/terrain-student-int8" --grid short --repeats 3 --threads 1
+fi
