@@ -21,6 +21,7 @@ from edge.preprocess import InputSpec
 from edge.runners import OnnxRuntimeRunner
 from edge.tiling import TilingSpec
 from train.checkpoint import CheckpointError, git_revision, load_checkpoint
+from train.datasets.digest import checkpoint_data_digests
 from train.models import Encoder, EncoderConfig, TileClassifier
 
 INPUT_NAME = "tiles"
@@ -107,13 +108,15 @@ def data_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """How and when a bundle is being made: time, command, revisions, torch version."""
+    """How and when a bundle is being made: time, command, revisions, torch version, and the
+    content digests of the dataset folders the checkpoint's configs name."""
     return {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["edge", *sys.argv[1:]]) if sys.argv else None,
         "git_revision": git_revision(),
         "training_git_revision": ckpt.get("git_revision"),
         "torch": str(torch.__version__),
+        "data_digests": checkpoint_data_digests(ckpt),
     }
 
 

@@ -25,6 +25,7 @@ from export.onnx_export import (
 )
 from train.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from train.datasets.ai4mars import CLASSES
+from train.datasets.digest import folder_digest
 from train.tiles import TileDataConfig, load_split_tiles
 
 
@@ -57,7 +58,7 @@ def test_manifest_contents(bundle, trained):
     assert m.sha256 == hashlib.sha256(bundle.model_path.read_bytes()).hexdigest()
     prov = m.provenance
     for key in ("created", "git_revision", "training_git_revision", "torch", "data", "encoder",
-                "pretrain_config", "probe_config", "onnx"):
+                "pretrain_config", "probe_config", "onnx", "data_digests"):
         assert key in prov, key
     assert prov["onnx"]["opset"] == 17
     assert prov["onnx"]["checked_tiles"] == 64
@@ -67,6 +68,7 @@ def test_manifest_contents(bundle, trained):
         p.numel() for p in classifier_from_probe(ckpt).parameters())
     assert prov["probe_config"]["label_fraction"] == 0.5
     assert "50%" in prov["data"]["labels"]
+    assert prov["data_digests"]["ai4mars"] == folder_digest(ckpt["pretrain_config"]["data"]["root"])
     for key in ("accuracy", "mean_recall", "confusion", "tiles"):
         assert m.metrics[key] == ckpt["metrics"][key]
     # Strict JSON: no NaN or Infinity that other readers would refuse.
