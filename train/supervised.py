@@ -44,9 +44,11 @@ def predict(model: nn.Module, inputs: np.ndarray, batch: int = 2048) -> np.ndarr
 
 
 def train_supervised(train: LabelledSet, val: LabelledSet, cfg: SupervisedConfig,
-                     min_support: int = 10) -> dict[str, Any]:
+                     min_support: int = 10,
+                     also_evaluate: dict[str, LabelledSet] | None = None) -> dict[str, Any]:
     """Train on ``train`` (already the labelled subset), evaluate on ``val``: metrics of
-    :func:`train.metrics.evaluate` plus ``train_items`` and ``seconds``."""
+    :func:`train.metrics.evaluate` plus ``train_items`` and ``seconds``; the same model's
+    metrics on each ``also_evaluate`` set under its name."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -78,5 +80,8 @@ def train_supervised(train: LabelledSet, val: LabelledSet, cfg: SupervisedConfig
         opt.step()
         sched.step()
     metrics = evaluate(predict(model, val.inputs), val.labels, val.classes, min_support)
+    for name, extra in (also_evaluate or {}).items():
+        metrics[name] = evaluate(predict(model, extra.inputs), extra.labels, extra.classes,
+                                 min_support)
     return metrics | {"train_items": int(len(train.labels)),
                       "seconds": round(time.perf_counter() - t0, 1)}

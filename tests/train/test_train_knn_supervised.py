@@ -80,6 +80,15 @@ def test_supervised_learns_a_separable_case():
     assert sum(map(sum, m["confusion"])) == 20
 
 
+def test_supervised_evaluates_the_same_model_on_extra_sets():
+    train, val = bright_dark(24, seed=0), bright_dark(10, seed=1)
+    swapped = LabelledSet(val.inputs, 1 - val.labels, val.groups, val.classes)
+    m = train_supervised(train, val, SupervisedConfig(steps=30, batch_size=16, seed=0),
+                         min_support=1, also_evaluate={"same": val, "swapped": swapped})
+    assert m["same"]["confusion"] == m["confusion"]
+    assert m["swapped"]["accuracy"] == pytest.approx(1 - m["accuracy"])
+
+
 def test_supervised_is_deterministic_for_a_seed():
     train, val = bright_dark(8, seed=0), bright_dark(4, seed=1)
     cfg = SupervisedConfig(steps=3, batch_size=8, seed=3)
