@@ -224,3 +224,21 @@ def test_classify_works_without_torch(frames_dir, tmp_path, tiny_bundle):
     assert proc.returncode == 0, proc.stderr
     assert len(_jsonl(out / "frames.jsonl")) == 2
     assert len(_jsonl(out / "tiles.jsonl")) == 128
+
+
+def test_whole_image_bundle_gives_one_tile_per_frame_with_overlay_and_csv(tmp_path):
+    from edge.tiling import TilingSpec
+
+    bundle = make_tiny_bundle(tmp_path / "msl", tiling=TilingSpec(227, 227, 227,
+                                                                  crop="centre-square"))
+    src = tmp_path / "frames"
+    write_frame(src / "wide.png", synthetic_frame(120, 300, 3))
+    write_frame(src / "tall.jpg", synthetic_frame(400, 160))
+    out = tmp_path / "out"
+    assert _classify(src, out, bundle, "--quiet", "--overlay", "--format", "jsonl,csv") == 0
+    tiles = {t["frame"]: t for t in _jsonl(out / "tiles.jsonl")}
+    assert [(t["x"], t["y"], t["w"], t["h"]) for t in (tiles["wide.png"], tiles["tall.jpg"])] == [
+        (90, 0, 120, 120), (0, 120, 160, 160)]
+    assert [f["tiles"] for f in _jsonl(out / "frames.jsonl")] == [1, 1]
+    assert len((out / "tiles.csv").read_text().splitlines()) == 3
+    assert len(list((out / "overlays").glob("*.png"))) == 2
