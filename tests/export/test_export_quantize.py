@@ -36,7 +36,7 @@ def calib():
 
 def test_grid_covers_every_axis():
     grid = variant_grid(True)
-    assert len(grid) == 26 and len({v.name for v in grid}) == 26
+    assert len(grid) == 28 and len({v.name for v in grid}) == 28
     short = variant_grid(False)
     for axis in ("fmt", "activation", "per_channel", "calibration"):
         assert len({getattr(v, axis) for v in short}) > 1
@@ -49,6 +49,21 @@ def test_quantized_model_has_int8_operators(student, calib, tmp_path, fmt, op):
                          calib, "tiles")
     assert op in _ops(out)
     onnx.checker.check_model(onnx.load(str(out)))
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_head_float_leaves_the_logits_node_unquantized(student, calib, tmp_path, fmt):
+    src = load_bundle(student["bundle"]).model_path
+    variant = QuantVariant(fmt, "u8", True, "percentile", stem_float=True, head_float=True)
+    assert variant.name.endswith("-stemfp-headfp")
+    model = onnx.load(str(quantize_model(src, tmp_path / "q.onnx", variant, calib, "tiles")))
+    float_model = onnx.load(str(src))
+    head = next(n for n in float_model.graph.node if "logits" in n.output)
+    last = next(n for n in model.graph.node if "logits" in n.output)
+    assert last.op_type == head.op_type  # a float Gemm (or MatMul), not a Q/DQ or QLinear op
+    quantized = onnx.load(str(quantize_model(src, tmp_path / "p.onnx", QuantVariant(
+        fmt, "u8", True, "percentile", stem_float=True), calib, "tiles")))
+    assert next(n for n in quantized.graph.node if "logits" in n.output).op_type != head.op_type
 
 
 def test_trt_variant_is_symmetric_signed_qdq(student, calib, tmp_path):
