@@ -30,7 +30,7 @@ from export.student import count_onnx_graph
 from train.datasets.ai4mars import load_ai4mars
 from train.datasets.msl import load_msl
 from train.labelled_sets import LabelledSet, load_labelled
-from train.metrics import evaluate
+from train.metrics import MIN_SUPPORT, evaluate
 from train.tiles import TileDataConfig, default_data_root, spread
 
 START = "<!-- measured: written by `edge export card`; edit the text outside these markers -->"
@@ -151,7 +151,8 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
     shipped = load_bundle(cfg.bundle)
     rows = [("shipped", shipped)] + [(label, load_bundle(path)) for label, path in cfg.compare]
     val = validation_set(shipped, cfg.data_root, cfg.max_val_frames)
-    unit = "tiles" if card_dataset(shipped) == "ai4mars" else "images"
+    dataset = card_dataset(shipped)
+    unit = "tiles" if dataset == "ai4mars" else "images"
     log(f"{len(val.labels)} validation {unit}")
     frames = speed_frames(shipped, cfg.data_root, cfg.speed_frames)
     table, preds = [], {}
@@ -159,8 +160,7 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
         if b.manifest.classes != shipped.manifest.classes:
             raise CardError(f"{b.path}: classes differ from the shipped bundle's")
         preds[label] = predict(b, val.inputs)
-        m = evaluate(preds[label], val.labels, val.classes,
-                     min_support=10 if unit == "tiles" else 1)
+        m = evaluate(preds[label], val.labels, val.classes, MIN_SUPPORT[dataset])
         speed = {r["threads"]: r for r in bench(b, frames, BenchConfig(
             threads=cfg.threads, repeats=cfg.repeats, warmup=min(5, len(frames))))}
         fig = model_figures(b)
@@ -204,7 +204,8 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
         f"### Validation: {len(val.labels)} {unit} ({split})", "",
         f"Accuracy **{_pct(main['accuracy'])}**, mean per-class recall "
         f"**{_pct(main['mean_recall'])}** (over classes with at least "
-        f"{10 if unit == 'tiles' else 1} {unit}: {', '.join(main['recall_classes'])}).", "",
+        f"{MIN_SUPPORT[dataset]} {unit[:-1] if MIN_SUPPORT[dataset] == 1 else unit}: "
+        f"{', '.join(main['recall_classes'])}).", "",
         markdown_table(cm_rows, list(cm_rows[0])), "",
         f"![confusion matrix]({png_name})", "",
         "### Side by side (same validation inputs, ONNX Runtime)", "",

@@ -27,7 +27,7 @@ from edge.atomic_file import write_bytes_atomic
 from edge.outputs import write_json_atomic
 from train.clustering import ClusterConfig
 from train.labelled_sets import LabelledSet, canonical, load_labelled
-from train.metrics import evaluate
+from train.metrics import MIN_SUPPORT, evaluate
 from train.pool import Pool, load_pool
 from train.pretrain import PretrainConfig, pretrain
 from train.probe import ProbeConfig, extract_features, load_encoder, train_linear_head
@@ -38,7 +38,6 @@ METHODS = ("supervised", "simclr", "simclr+cluster-eliminate", "simclr+cluster-a
            "simclr+mix", "simclr+cluster+mix")
 SPLIT_NAMES = {"ai4mars": "val (clock-ordered: latest 20% of the labelled frames)",
                "msl-v2.1": "val (val-set-v2.1.txt)"}
-MIN_SUPPORT = {"ai4mars": 10, "msl-v2.1": 1}
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,9 @@ def load_labelled(dataset: str, split: str, data: TileDataConfig, msl_root: str,
     if name == "ai4mars":
         tiles = load_split_tiles(data, split).scored()
         if not len(tiles.labels):
-            raise DatasetError(f"{data.root}: no scored {split} tiles")
+            raise DatasetError(f"{data.root}: no scored {split} tiles (a tile is scored when "
+                               "labelled pixels cover half of it with a 3/4 majority); "
+                               "use more frames or check the masks")
         keep = spread_indices(len(tiles.labels), max_items)
         return LabelledSet(tiles.tiles[keep], tiles.labels[keep], keep.astype(np.int64),
                            list(AI4MARS_CLASSES), frames=len(tiles.ids))

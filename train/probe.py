@@ -16,7 +16,7 @@ from train.checkpoint import git_revision, load_checkpoint, save_atomic
 from train.datasets.errors import DatasetError
 from train.datasets.whole_image import WHOLE_IMAGE_TILING
 from train.labelled_sets import canonical, load_labelled
-from train.metrics import evaluate
+from train.metrics import MIN_SUPPORT, evaluate
 from train.models import Encoder, EncoderConfig
 from train.tiles import TileDataConfig, default_data_root
 
@@ -108,6 +108,7 @@ def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
     t0 = time.perf_counter()
     encoder, enc_ckpt = load_encoder(cfg.encoder)
     name = canonical(cfg.dataset)
+    # Inputs at the size the encoder was pretrained on, whatever cfg.data's default says.
     data = replace(cfg.data, tile_pixels=int(enc_ckpt["input"]["tile_pixels"]))
     train = load_labelled(name, "train", data, cfg.msl_root)
     val = load_labelled(name, "val", data, cfg.msl_root)
@@ -124,7 +125,7 @@ def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
         pred = head(extract_features(encoder, val.inputs)).argmax(1).numpy()
     split = ("validation (clock-ordered, latest 20% of frames)" if name == "ai4mars"
              else "validation (published val-set-v2.1, by sol)")
-    metrics = evaluate(pred, val.labels, train.classes) | {
+    metrics = evaluate(pred, val.labels, train.classes, MIN_SUPPORT[name]) | {
         "dataset": name, "split": split, "unit": unit,
         "label_fraction": cfg.label_fraction, "labelled_items": int(len(idx)),
         "val_frames": val.frames,

@@ -201,6 +201,8 @@ def test_msl_probe_classifies_whole_images_and_exports_a_whole_image_bundle(trai
     metrics = probe(cfg, log=quiet)
     assert (metrics["dataset"], metrics["unit"], metrics["tiles"], metrics["val_frames"]) == (
         "msl-v2.1", "images", 6, 6)
+    # Every class present in MSL validation counts towards mean recall (2 images each here).
+    assert metrics["recall_classes"] == MSL_CLASSES and math.isfinite(metrics["mean_recall"])
     # Half of each class's originals (2, 4, 6 of 4, 8, 12), each with its two copies.
     assert metrics["labelled_items"] == 3 * (2 + 4 + 6)
     ckpt = load_checkpoint(cfg.out, "probe")
