@@ -149,18 +149,21 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
     """The Markdown of the measured section and the confusion-matrix PNG of the shipped
     bundle (see the module docstring)."""
     shipped = load_bundle(cfg.bundle)
+    if any(label == "shipped" for label, _ in cfg.compare):
+        raise CardError("'shipped' names the card's own bundle; label the compared one otherwise")
     rows = [("shipped", shipped)] + [(label, load_bundle(path)) for label, path in cfg.compare]
     val = validation_set(shipped, cfg.data_root, cfg.max_val_frames)
     dataset = card_dataset(shipped)
     unit = "tiles" if dataset == "ai4mars" else "images"
     log(f"{len(val.labels)} validation {unit}")
     frames = speed_frames(shipped, cfg.data_root, cfg.speed_frames)
-    table, preds = [], {}
+    table, preds, results = [], {}, []
     for label, b in rows:
         if b.manifest.classes != shipped.manifest.classes:
             raise CardError(f"{b.path}: classes differ from the shipped bundle's")
         preds[label] = predict(b, val.inputs)
         m = evaluate(preds[label], val.labels, val.classes, MIN_SUPPORT[dataset])
+        results.append(m)
         speed = {r["threads"]: r for r in bench(b, frames, BenchConfig(
             threads=cfg.threads, repeats=cfg.repeats, warmup=min(5, len(frames))))}
         fig = model_figures(b)
@@ -174,8 +177,7 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
             **{f"p50 ms, {t} thr": speed[t]["p50_ms"] for t in cfg.threads},
         })
         log(f"{label}: accuracy {m['accuracy']:.4f}, mean recall {m['mean_recall']:.4f}")
-        if label == "shipped":
-            main = m
+    main = results[0]
     confusion = np.array(main["confusion"])
     classes = val.classes
     cm_rows = [{"true \\ predicted": f"{i} {c}", **{str(j): int(confusion[i, j])
