@@ -436,6 +436,7 @@ def card_command(
 
     Example: edge export card edge/models/terrain --out docs/models/terrain.md
     """
+    import shlex
     import sys
 
     from edge.bundle import BundleError
@@ -451,7 +452,7 @@ def card_command(
     cfg = CardConfig(bundle=bundle, out=str(out), compare=tuple(pairs), data_root=str(data_root),
                      threads=_threads(threads), repeats=repeats, speed_frames=speed_frames,
                      max_val_frames=max_val_frames,
-                     command=" ".join(["edge", *sys.argv[1:]]))
+                     command=shlex.join(["edge", *sys.argv[1:]]))
     try:
         path = write_card(cfg, log=typer.echo)
     except (BundleError, CardError, DatasetError) as exc:

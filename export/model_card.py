@@ -202,7 +202,9 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
         f"{man.tiling.reference_width}, crop `{man.tiling.crop}`.",
         f"- model.onnx sha256 `{man.sha256}`.",
         f"- Made by: `{prov.get('command')}` at revision `{prov.get('git_revision')}`.",
-        f"- Labelled data: {prov.get('data', {}).get('labels', 'see the manifest')}.", "",
+        (f"- Labelled data: {prov['data']['labels']}." if "labels" in prov.get("data", {})
+         else f"- Made from: the {prov.get('kind', 'model')} of "
+              f"`{prov.get('teacher_checkpoint', 'see the manifest')}`."), "",
         f"### Validation: {len(val.labels)} {unit} ({split})", "",
         f"Accuracy **{_pct(main['accuracy'])}**, mean per-class recall "
         f"**{_pct(main['mean_recall'])}** (over classes with at least "
@@ -215,7 +217,8 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
         f"tiles/s and p50 are end to end (decode, preprocessing, inference, JSONL records) "
         f"over {len(frames)} validation frames x {cfg.repeats} passes, per thread count, "
         "measured one after another in this run.", "",
-        f"Reproduce every bundle above: `bash {cfg.reproduce}`.", "",
+        f"Reproduce the shipped bundle: `bash {cfg.reproduce}`; every bundle's manifest "
+        "records the command that made it.", "",
         END,
     ]
     return "\n".join(lines) + "\n", confusion_png(confusion, classes)
