@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Makes the two shipped bundles (edge/models/terrain and edge/models/msl) from ../shared/data
-# with the project's own pipeline, then their model cards. Every figure in docs/models/ comes
-# from this script. CPU, 2 threads: about 75 minutes in all. Needs the [train] extra.
+# Makes the bundles shipped in edge/models/terrain and edge/models/msl from ../shared/data with
+# the project's own pipeline, into runs/models/bundles/. CPU, 2 threads: about an hour in all.
+# Needs the [train] extra. Copying a bundle into edge/models/ is a person's choice (see
+# README.md); the model cards are then regenerated from the shipped bundles.
 #
-#   bash scripts/make_default_models.sh            # everything, into runs/models/
-#   STEP=card bash scripts/make_default_models.sh  # only the model cards
+#   bash scripts/make_default_models.sh            # every training step
+#   STEP=terrain bash scripts/make_default_models.sh   # one step: pretrain, pretrain-msl,
+#                                                      # msl, terrain or card
+#   STEP=card bash scripts/make_default_models.sh  # the cards of the shipped bundles
 set -euo pipefail
 RUNS=${RUNS:-runs/models}
 THREADS=${THREADS:-2}
@@ -54,7 +57,22 @@ if [[ $STEP == all || $STEP == terrain ]]; then
     --bundle "$RUNS/bundles/terrain-student-qat-fp32" \
     --teacher-cache "$RUNS/terrain/teacher_cache.npz" --steps 3000 --max-minutes 12 \
     --threads "$THREADS"
-  # Exit status 1 when no INT8 variant passes the gate: the script then stops here.
-  $EDGE export quantize "$RUNS/bundles/terrain-student-qat-fp32" \
-    --out "$RUNS/bundles/terrain-student-int8" --grid short --repeats 3 --threads 1
+  # The INT8 bundle is written only when a variant passes the accuracy gate; otherwise the
+  # fp32 student above is the one to ship (as it is today: best agreement 98.8% < 99%).
+  if ! $EDGE export quantize "$RUNS/bundles/terrain-student-qat-fp32" \
+      --out "$RUNS/bundles/terrain-student-int8" --grid short --repeats 3 --threads 1; then
+    echo "note: no INT8 variant passed the gate; ship $RUNS/bundles/terrain-student-qat-fp32" >&2
+    # For the model card's side-by-side row only (not shipped): the best variant at 98%.
+    $EDGE export quantize "$RUNS/bundles/terrain-student-qat-fp32" \
+      --out "$RUNS/bundles/terrain-student-int8-relaxed" \
+      --variants qdq-u8-pc-percentile-stemfp-headfp --min-agreement 0.98 --repeats 3 --threads 1
+  fi
+fi
+
+if [[ $STEP == card ]]; then
+  $EDGE export card edge/models/terrain --out docs/models/terrain.md \
+    --compare "float teacher=$RUNS/bundles/terrain-teacher" \
+    --compare "float student before QAT=$RUNS/bundles/terrain-student-fp32" \
+    --compare "INT8 student, relaxed 98% gate, not shipped=$RUNS/bundles/terrain-student-int8-relaxed"
+  $EDGE export card edge/models/msl --out docs/models/msl.md
 fi
