@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,25 @@ PRESETS = {
         cluster_ks=(64, 128, 256), cluster_warmup=10, cluster_every=5, supervised_steps=8000,
         probe_steps=1000),
 }
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> preset overrides, each value converted to the type of the
+    preset's field (int, float or str fields only); raises ValueError naming the bad item."""
+    types = {f.name: type(getattr(BenchmarkPreset("x"), f.name)) for f in fields(BenchmarkPreset)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        kind = types.get(key)
+        if not sep or key == "name" or kind not in (int, float, str):
+            scalar = sorted(k for k, t in types.items() if t in (int, float, str) and k != "name")
+            raise ValueError(f"--override {item!r}: want KEY=VALUE with KEY one of "
+                             f"{', '.join(scalar)}")
+        try:
+            out[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"--override {item!r}: {key} takes a {kind.__name__}") from None
+    return out
 
 
 @dataclass
@@ -271,7 +290,9 @@ def markdown_summary(records: list[dict], preset: dict[str, Any]) -> str:
              f"Preset `{preset['name']}`: encoder `{preset['encoder']}`, "
              f"{preset['tile_pixels']} px inputs, pretraining {preset['epochs']} x "
              f"{preset['epoch_size']} draws in batches of {preset['batch_size']}, "
-             f"cluster k {list(preset['cluster_ks'])}, mix {dict(preset['mix'])}.", ""]
+             f"cluster k {list(preset['cluster_ks'])}, mix {dict(preset['mix'])}; supervised "
+             f"baseline {preset['supervised_steps']} steps, probes {preset['probe_steps']} "
+             "steps.", ""]
     if records:
         lines += [f"Command: `{records[0]['command']}`", ""]
     index = {(r["dataset"], r["method"], r["label_fraction"], r["metric"]): r for r in records}

@@ -246,6 +246,9 @@ def benchmark_command(
     out: Path = typer.Option(Path("docs/results"), help="Where benchmark.json/.md go."),
     data_root: Path = typer.Option(Path(DATA_ROOT), help="The shared data folder."),
     threads: int = typer.Option(None, min=1, help="Torch CPU threads."),
+    override: list[str] = typer.Option([], "--override", help="KEY=VALUE changing one preset "
+                                       "setting (repeatable), e.g. supervised_steps=2000; the "
+                                       "preset is then named after the changes."),
 ) -> None:
     """Supervised vs SimCLR vs cluster-corrected vs domain-mixed pretraining, linear probes at
     several label fractions, mean and spread over seeds, on validation data.
@@ -255,18 +258,21 @@ def benchmark_command(
     _require_torch()
     import sys
 
-    from train.benchmark import METHODS, BenchmarkConfig, run_benchmark
+    from train.benchmark import METHODS, BenchmarkConfig, parse_overrides, run_benchmark
     from train.checkpoint import CheckpointError
     from train.pretrain import TrainingError
 
     try:
+        overrides = parse_overrides(override)
+        if overrides:
+            overrides["name"] = preset + "".join(f"+{k}={v}" for k, v in overrides.items())
         cfg = BenchmarkConfig(
             preset=preset, seeds=tuple(int(s) for s in seeds.split(",")),
             datasets=tuple(d.strip() for d in datasets.split(",")),
             methods=METHODS if methods == "all" else tuple(m.strip() for m in methods.split(",")),
             fractions=tuple(float(f) for f in fractions.split(",")), work_dir=str(work_dir),
             out_dir=str(out), data_root=str(data_root), threads=threads,
-            command="edge " + " ".join(sys.argv[1:]))
+            command="edge " + " ".join(sys.argv[1:]), preset_overrides=overrides)
         records = run_benchmark(cfg, log=typer.echo)
     except ValueError as exc:
         raise _fail(str(exc)) from None

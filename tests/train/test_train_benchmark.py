@@ -200,3 +200,39 @@ def test_unknown_preset_raises_with_its_name(tmp_path):
         cfg.resolved_preset()
     with pytest.raises(ValueError, match="tpu-giant"):
         run_benchmark(cfg, log=quiet)
+
+
+# --- preset overrides -----------------------------------------------------------------------
+
+def test_overrides_take_the_type_of_the_preset_field():
+    assert tb.parse_overrides(["supervised_steps=2000", "lr=5e-4", "encoder=small"]) == {
+        "supervised_steps": 2000, "lr": 5e-4, "encoder": "small"}
+    assert tb.parse_overrides([]) == {}
+
+
+@pytest.mark.parametrize(("item", "match"), [
+    ("supervised_steps", "KEY=VALUE"), ("nope=1", "KEY=VALUE"), ("name=x", "KEY=VALUE"),
+    ("cluster_ks=8,16", "KEY=VALUE"), ("supervised_steps=many", "takes a int"),
+])
+def test_bad_overrides_are_refused(item, match):
+    with pytest.raises(ValueError, match=match) as err:
+        tb.parse_overrides([item])
+    assert item in str(err.value)
+
+
+def test_cli_override_names_the_preset_and_its_work_folder(monkeypatch, tmp_path):
+    from toolkit_cli.main import main
+
+    seen = {}
+
+    def fake_run(cfg, log):
+        seen["preset"] = cfg.resolved_preset()
+        return []
+
+    monkeypatch.setattr(tb, "run_benchmark", fake_run)
+    code = main(["train", "benchmark", "--override", "supervised_steps=2000", "--work-dir",
+                 str(tmp_path), "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert seen["preset"].supervised_steps == 2000
+    assert seen["preset"].name == "cpu-tiny+supervised_steps=2000"
+    assert main(["train", "benchmark", "--override", "bogus=1"]) == 1
