@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -21,10 +22,25 @@ from export.onnx_export import (
 )
 from export.student import count_onnx_graph
 from train.checkpoint import CheckpointError, load_checkpoint
+from train.datasets.digest import checkpoint_data_digests
 from train.tiles import TileDataConfig, load_split_tiles
 
 MAX_PARAMETERS = 1_000_000
 MAX_MFLOPS = 20.0
+
+
+def teacher_lineage(path: str | Path) -> dict[str, Any]:
+    """How the teacher a student learned from was made, for the student's manifest: its
+    pretraining and probe configs (presets, seeds), revision and the digests of the dataset
+    folders they name; ``{"checkpoint", "missing": True}`` when the file is gone."""
+    try:
+        teacher = load_checkpoint(path, "probe")
+    except CheckpointError:
+        return {"checkpoint": str(path), "missing": True}
+    return {"checkpoint": str(path), "git_revision": teacher.get("git_revision"),
+            "pretrain_config": teacher.get("pretrain_config"),
+            "probe_config": teacher.get("probe_config"),
+            "data_digests": checkpoint_data_digests(teacher)}
 
 
 def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
@@ -67,6 +83,7 @@ def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
             **run_provenance(ckpt),
             "kind": "distilled student",
             "teacher_checkpoint": ckpt["teacher_checkpoint"],
+            "teacher_lineage": teacher_lineage(ckpt["teacher_checkpoint"]),
             "teacher_metrics": {k: (ckpt.get("teacher_metrics") or {}).get(k)
                                 for k in ("accuracy", "mean_recall", "tiles")},
             "distill_config": ckpt["distill_config"],

@@ -68,6 +68,19 @@ def test_student_bundle_records_size_and_metrics(student):
     assert prov["distill_config"]["widths"] == [8, 8, 8]
 
 
+def test_student_bundle_records_its_teachers_lineage(student, trained, tmp_path):
+    from export.student_export import teacher_lineage
+
+    lineage = load_bundle(student["bundle"]).manifest.provenance["teacher_lineage"]
+    teacher = load_checkpoint(trained["probe"], "probe")
+    assert lineage["checkpoint"] == str(trained["probe"])
+    assert lineage["pretrain_config"]["seed"] == teacher["pretrain_config"]["seed"]
+    assert lineage["probe_config"] == teacher["probe_config"]
+    assert lineage["data_digests"]["ai4mars"]["files"] > 0
+    assert teacher_lineage(tmp_path / "gone.pt") == {"checkpoint": str(tmp_path / "gone.pt"),
+                                                     "missing": True}
+
+
 def test_wrong_architecture_checkpoint_is_refused(student, tmp_path, capsys):
     ckpt = load_checkpoint(student["checkpoint"], "student")
     ckpt["student_config"]["widths"] = [8, 16, 16]  # weights are for (8, 8, 8)
