@@ -19,6 +19,15 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _require_train_extra() -> None:
+    """Exit 1 with the install hint when torch or onnx (the [train] extra) is missing."""
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        raise _fail("this command needs torch and onnx: pip install '.[train]'") from None
+
+
 def _checkpoint_kind(path: Path) -> str | None:
     """The ``kind`` of a project checkpoint, or None when it cannot be read (the loader then
     reports the problem)."""
@@ -48,10 +57,7 @@ def onnx_command(
 
     Example: edge export onnx --checkpoint runs/probe/probe.pt --out runs/bundle
     """
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise _fail("this command needs torch and onnx: pip install '.[train]'") from None
+    _require_train_extra()
     from export.onnx_export import ExportError, OnnxExportConfig, export_bundle
     from train.checkpoint import CheckpointError, load_checkpoint
     from train.datasets.errors import DatasetError
@@ -203,10 +209,7 @@ def distill_command(
 
     Example: edge export distill --out runs/distill/student.pt --max-minutes 10
     """
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise _fail("this command needs torch and onnx: pip install '.[train]'") from None
+    _require_train_extra()
     from export.distill import DistillConfig, distill
     from export.onnx_export import ExportError
     from export.student_export import export_student_bundle
@@ -277,10 +280,7 @@ def qat_command(
     Example: edge export qat --student runs/distill/student-C.pt --out runs/qat/student-qat.pt
     --bundle runs/bundles/student-qat-fp32 --teacher-cache runs/distill/teacher_cache.npz
     """
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise _fail("this command needs torch and onnx: pip install '.[train]'") from None
+    _require_train_extra()
     from export.onnx_export import ExportError
     from export.qat import OBSERVERS, QatConfig, qat, summary
     from export.student_export import export_student_bundle
@@ -436,6 +436,7 @@ def card_command(
 
     Example: edge export card edge/models/terrain --out docs/models/terrain.md
     """
+    _require_train_extra()
     import shlex
     import sys
 

@@ -141,3 +141,15 @@ def test_card_command_rejects_a_malformed_compare(student, tmp_path, capsys):
     assert code == 1
     assert "LABEL=BUNDLE" in capsys.readouterr().err
     assert not (tmp_path / "c.md").exists()
+
+
+@pytest.mark.parametrize("module", ["torch", "onnx"])
+def test_card_command_without_the_train_extra_says_what_to_install(student, tmp_path, capsys,
+                                                                    monkeypatch, module):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    code = main(["export", "card", str(student["bundle"]), "--out", str(tmp_path / "c.md")])
+    assert code == 1
+    assert "pip install '.[train]'" in capsys.readouterr().err
+    assert not (tmp_path / "c.md").exists()
