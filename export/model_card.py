@@ -80,7 +80,8 @@ def validation_set(bundle: Bundle, data_root: str, max_val_frames: int | None = 
 
 def predict(bundle: Bundle, inputs: np.ndarray, threads: int = 2, batch: int = 4096
             ) -> np.ndarray:
-    """Predicted class int64 (N,) of the bundle's model (ONNX Runtime) on inputs (N, C, S, S)."""
+    """Predicted class int64 (N,) of the bundle's model on inputs (N, C, S, S), through the
+    runtime's runner (which checks the model against the manifest's input and classes)."""
     runner = make_runner(bundle, "onnxruntime", threads)
     return np.concatenate([runner.run(inputs[i:i + batch]).argmax(1)
                            for i in range(0, len(inputs), batch)]).astype(np.int64)
@@ -103,6 +104,13 @@ def model_figures(bundle: Bundle) -> dict[str, Any]:
     size = count_onnx_graph(onnx.load(str(bundle.model_path)))
     on_disk = sum(p.stat().st_size for p in bundle.path.iterdir() if p.is_file())
     return {"parameters": size["parameters"], "mflops": size["mflops"], "bytes": on_disk}
+
+
+def confusion_png_path(card: str | Path) -> Path:
+    """Where a card's confusion-matrix PNG goes: ``docs/models/terrain.md`` ->
+    ``docs/models/terrain-confusion.png``."""
+    card = Path(card)
+    return card.with_name(card.with_suffix("").name + "-confusion.png")
 
 
 def confusion_png(confusion: np.ndarray, classes: list[str], cell: int = 44) -> bytes:
@@ -184,7 +192,7 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
                                                      for j in range(len(classes))},
                 "recall": _pct(main["per_class_recall"].get(c)),
                 "items": int(confusion[i].sum())} for i, c in enumerate(classes)]
-    png_name = Path(cfg.out).with_suffix("").name + "-confusion.png"
+    png_name = confusion_png_path(cfg.out).name
     man = shipped.manifest
     prov = man.provenance
     split = ("AI4Mars Navcam, clock-ordered latest 20% of frames" if unit == "tiles"
@@ -244,6 +252,6 @@ def write_card(cfg: CardConfig, log: Callable[[str], None] = print) -> Path:
     section, png = measured_section(cfg, log)
     card = out.read_text() if out.exists() else f"# Model card: {Path(cfg.bundle).name}\n"
     text = splice(card, section)
-    write_bytes_atomic(out.with_name(out.with_suffix("").name + "-confusion.png"), png)
+    write_bytes_atomic(confusion_png_path(out), png)
     write_bytes_atomic(out, text.encode())
     return out
