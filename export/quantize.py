@@ -85,8 +85,8 @@ TRT_VARIANT = QuantVariant("qdq", "s8", True, "minmax", symmetric=True)
 def variant_grid(full: bool = True) -> list[QuantVariant]:
     """The full grid (24 points, plus 2 with the first convolution kept in float and 2 with
     the first convolution and the logits' node in float), or (``full=False``) format x
-    activation x per-channel with MinMax plus Entropy and Percentile on QDQ/U8/per-channel
-    (10 points)."""
+    activation x per-channel with MinMax plus Entropy and Percentile on QDQ/U8/per-channel,
+    and the QDQ mixed-precision points (12 points)."""
     grid = [QuantVariant(f, a, pc, c) for f in FORMATS for a in ACTIVATIONS
             for pc in (False, True) for c in CALIBRATIONS]
     # Mixed precision, measured after the per-layer comparison showed the error entering at
