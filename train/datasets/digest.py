@@ -7,6 +7,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from edge.bundle import sha256_file
+from train.labelled_sets import canonical
+
 
 def folder_digest(root: str | Path) -> dict[str, Any]:
     """``{"path", "files", "bytes", "sha256"}`` of every file under ``root``: the sha256 over
@@ -17,12 +20,8 @@ def folder_digest(root: str | Path) -> dict[str, Any]:
         return {"path": str(root), "missing": True}
     total, count, outer = 0, 0, hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        inner = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                inner.update(chunk)
         outer.update(path.relative_to(root).as_posix().encode() + b"\0"
-                     + inner.hexdigest().encode() + b"\n")
+                     + sha256_file(path).encode() + b"\n")
         total += path.stat().st_size
         count += 1
     return {"path": str(root), "files": count, "bytes": total, "sha256": outer.hexdigest()}
@@ -41,7 +40,7 @@ def _configured(ckpt: dict[str, Any]) -> dict[str, str]:
     domains = dict(pretrain.get("domains") or [])
     if "msl" in domains and pretrain.get("msl_root"):
         found["msl-v2.1"] = pretrain["msl_root"]
-    if probe.get("dataset") in ("msl", "msl-v2.1") and probe.get("msl_root"):
+    if canonical(probe.get("dataset", "ai4mars")) == "msl-v2.1" and probe.get("msl_root"):
         found["msl-v2.1"] = probe["msl_root"]
     if "hirise" in domains and pretrain.get("hirise_root"):
         found["hirise-v1"] = pretrain["hirise_root"]
