@@ -11,8 +11,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
-from edge.bundle import DEFAULT_MODEL, load_bundle
+from edge.bundle import DEFAULT_MODEL, MANIFEST_FILE, MODELS_DIR, load_bundle
 from edge.decode import read_image
 from edge.preprocess import frame_to_tiles
 from toolkit_cli.main import main
@@ -128,3 +129,13 @@ def check_resolution_invariance(model: str | None, src, tmp_path) -> float:
         f"labels at 256: {dict(Counter(labels_a))}, at 1024: {dict(Counter(labels_b))}; "
         f"network-input mean |diff| {unit.mean():.4f}")
     return agreement
+
+
+def shipped_manifest(name: str) -> dict:
+    """The manifest of the bundle shipped as ``edge/models/<name>``, after verifying the
+    bundle (its model must hash to the manifest); skips the test when it is not shipped."""
+    path = MODELS_DIR / name / MANIFEST_FILE
+    if not path.is_file():
+        pytest.skip(f"{name} bundle not shipped yet")
+    load_bundle(name)
+    return json.loads(path.read_text())

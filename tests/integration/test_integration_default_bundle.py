@@ -3,25 +3,23 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from integration_support import check_resolution_invariance, copy_frames, read_jsonl
+from integration_support import (
+    check_resolution_invariance,
+    copy_frames,
+    read_jsonl,
+    shipped_manifest,
+)
 
-from edge.bundle import DEFAULT_MODEL, MANIFEST_FILE, MODELS_DIR, load_bundle
+from edge.bundle import DEFAULT_MODEL
 from toolkit_cli.main import main
 from train.datasets.ai4mars import load_ai4mars
-
-MANIFEST = MODELS_DIR / DEFAULT_MODEL / MANIFEST_FILE
 
 
 @pytest.fixture()
 def default_manifest(mars_data) -> dict:
     """The shipped default bundle's manifest (the bundle verified); skips when not shipped."""
-    if not MANIFEST.is_file():
-        pytest.skip("default bundle not shipped yet")
-    load_bundle(DEFAULT_MODEL)  # raises if the model does not hash to its manifest
-    return json.loads(MANIFEST.read_text())
+    return shipped_manifest(DEFAULT_MODEL)
 
 
 @pytest.mark.integration

@@ -4,30 +4,24 @@ reproduces the validation accuracy its manifest states. Skipped until it is ship
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
 import pytest
-from integration_support import read_jsonl
+from integration_support import read_jsonl, shipped_manifest
 
-from edge.bundle import MANIFEST_FILE, MODELS_DIR, load_bundle
+from edge.bundle import load_bundle
 from edge.classify import FrameClassifier
 from edge.decode import read_image
 from edge.runners import make_runner
 from toolkit_cli.main import main
 from train.datasets.msl import load_msl
 
-MANIFEST = MODELS_DIR / "msl" / MANIFEST_FILE
-
 
 @pytest.fixture()
 def msl_manifest(mars_data) -> dict:
     """The shipped MSL bundle's manifest (the bundle verified); skips when not shipped."""
-    if not MANIFEST.is_file():
-        pytest.skip("msl bundle not shipped yet")
-    load_bundle("msl")  # raises if the model does not hash to its manifest
-    return json.loads(MANIFEST.read_text())
+    return shipped_manifest("msl")
 
 
 @pytest.mark.integration
