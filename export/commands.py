@@ -272,6 +272,12 @@ def qat_command(
     max_val_frames: int = typer.Option(None, min=1, help="Val frames, spread over the split."),
     threads: int = typer.Option(2, min=1),
     seed: int = typer.Option(0),
+    stem_float: bool = typer.Option(False, "--stem-float",
+                                    help="Simulate the -stemfp variants: the first "
+                                         "convolution and its input stay float."),
+    head_float: bool = typer.Option(False, "--head-float",
+                                    help="Simulate the -headfp variants: the head and the "
+                                         "logits stay float."),
 ) -> None:
     """Quantization-aware fine-tuning: fold the student's batch norms, fine-tune it with fake
     INT8 quantization that mimics ONNX Runtime's static QDQ quantization (per-channel int8
@@ -299,7 +305,8 @@ def qat_command(
                     batch_size=batch_size, lr=lr, temperature=temperature,
                     float_weight=float_weight, self_weight=self_weight,
                     calib_batches=calib_batches, observer=observer,
-                    resample_prob=resample_prob, threads=threads, seed=seed)
+                    resample_prob=resample_prob, threads=threads, seed=seed,
+                    stem_float=stem_float, head_float=head_float)
     try:
         metrics = qat(cfg, log=lambda m: typer.echo(m, err=True))
         if bundle is not None:
@@ -345,6 +352,18 @@ def quantize_command(
     max_accuracy_drop: float = typer.Option(0.005, min=0.0, max=1.0,
                                             help="Gate: most accuracy lost (0.005 = 0.5 "
                                                  "points)."),
+    float_search: int = typer.Option(0, min=0, help="If no variant passes: keep up to N more "
+                                                    "layers in float, most sensitive first "
+                                                    "(ranked on train frames outside the "
+                                                    "calibration), until one passes."),
+    search_frames: int = typer.Option(400, min=1, help="Train frames that rank the layers "
+                                                       "for --float-search."),
+    min_speedup: float = typer.Option(1.2, min=0.0, help="Write a variant only if it is at "
+                                                         "least this many times as fast as "
+                                                         "the float model (first of "
+                                                         "--threads; 1.2: above this shared "
+                                                         "box's timing noise); 0: any "
+                                                         "speed."),
 ) -> None:
     """Static INT8 post-training quantization with ONNX Runtime: every variant of the grid is
     timed and gated; the fastest that passes is written, with the table in its manifest.
@@ -364,7 +383,9 @@ def quantize_command(
                          calib_frames=calib_frames, val_frames=val_frames,
                          full_grid=grid == "full", repeats=repeats, threads=_threads(threads),
                          variants=[v.strip() for v in variants.split(",") if v.strip()],
-                         min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
+                         min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop,
+                         float_search=float_search, search_frames=search_frames,
+                         min_speedup=min_speedup)
     try:
         summary = quantize_bundle(cfg, log=lambda m: typer.echo(m, err=True))
     except (QuantizeError, GateError) as exc:

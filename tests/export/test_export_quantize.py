@@ -11,6 +11,7 @@ import pytest
 from onnx import numpy_helper
 
 from edge.bundle import load_bundle
+from export.accuracy_gate import GateError
 from export.quantize import (
     TRT_VARIANT,
     QuantizeConfig,
@@ -82,7 +83,7 @@ def test_quantize_bundle_writes_int8_and_trt_bundles(student, ai4mars_dir, tmp_p
     cfg = QuantizeConfig(bundle=str(student["bundle"]), out=str(tmp_path / "int8"),
                          trt_out=str(tmp_path / "trt"), data=str(ai4mars_dir), calib_frames=4,
                          full_grid=False, repeats=1, threads=(1,), min_agreement=0.0,
-                         max_accuracy_drop=1.0,
+                         max_accuracy_drop=1.0, min_speedup=0.0,
                          variants=["qdq-u8-pc-minmax", "qoperator-u8-pt-minmax"])
     summary = quantize_bundle(cfg, log=lambda *_: None)
     int8 = load_bundle(tmp_path / "int8")
@@ -123,9 +124,21 @@ def test_a_calibration_folder_of_images_is_used(student, ai4mars_dir, tmp_path):
                          trt_out=None, data=str(ai4mars_dir),
                          calib_dir=str(ai4mars_dir / "images"), calib_frames=3, repeats=1,
                          threads=(1,), min_agreement=0.0, max_accuracy_drop=1.0,
-                         variants=["qdq-u8-pt-minmax"])
+                         min_speedup=0.0, variants=["qdq-u8-pt-minmax"])
     quantize_bundle(cfg, log=lambda *_: None)
     table = load_bundle(tmp_path / "int8").manifest.provenance["quantization"]["variant_table"]
     assert table["calibration"].startswith("3 frames spread over")
     assert table["calibration_tiles"] == 3 * 64
     json.dumps(table)
+
+
+def test_a_variant_slower_than_float_is_not_written(student, ai4mars_dir, tmp_path):
+    cfg = QuantizeConfig(bundle=str(student["bundle"]), out=str(tmp_path / "int8"),
+                         trt_out=None, data=str(ai4mars_dir), calib_frames=2, repeats=1,
+                         threads=(1,), min_agreement=0.0, max_accuracy_drop=1.0,
+                         min_speedup=1000.0, variants=["qdq-u8-pt-minmax"])
+    with pytest.raises(GateError, match="pass the accuracy gate, but none is at least 1000x"):
+        quantize_bundle(cfg, log=lambda *_: None)
+    assert not (tmp_path / "int8").exists()
+    table = json.loads((tmp_path / "int8.variants.json").read_text())
+    assert table["variants"][0]["passed"] is True
