@@ -98,7 +98,9 @@ class QatConfig:
     ``teacher`` None: the teacher recorded in the student checkpoint. ``data`` None: the data
     config the student was distilled with (so that ``teacher_cache`` written by the distill run
     matches); ``data_root`` / ``max_train_frames`` / ``max_val_frames`` override parts of it.
-    ``resample_prob`` None: the student's own distillation setting.
+    ``resample_prob`` None: the student's own distillation setting. ``stem_float`` /
+    ``head_float``: simulate the quantize variants that keep the first convolution / the head
+    in float (``-stemfp`` / ``-headfp``), so that training targets the deployed graph.
     """
 
     student: str = "runs/distill/student.pt"
@@ -123,6 +125,8 @@ class QatConfig:
     threads: int = 2
     seed: int = 0
     eval_batch: int = 2048
+    stem_float: bool = False
+    head_float: bool = False
 
     def __post_init__(self) -> None:
         if self.observer not in OBSERVERS:
@@ -229,7 +233,8 @@ class QatStudent(nn.Module):
     quantization puts them (see the module docstring). The student's parameters are shared,
     not copied: :meth:`to_student` returns a plain folded student with their current values."""
 
-    def __init__(self, folded: Student, observer: str = "ema", momentum: float = 0.1):
+    def __init__(self, folded: Student, observer: str = "ema", momentum: float = 0.1,
+                 stem_float: bool = False, head_float: bool = False):
         super().__init__()
         if not folded.config.folded_bn:
             raise ValueError("QatStudent needs a BN-folded student (fold_batchnorm)")
@@ -241,7 +246,11 @@ class QatStudent(nn.Module):
         def fq(name: str) -> ActFakeQuant:
             return ActFakeQuant(name, observer, momentum)
 
-        net.stem = nn.Sequential(fq("input"), QuantConv2d(net.stem[0]), nn.ReLU(), fq("stem"))
+        # stem_float / head_float: the first convolution (with its input) / the head (with
+        # the logits) stay float, as in the quantize variants ``-stemfp`` / ``-headfp``.
+        stem = (nn.Sequential(net.stem[0]) if stem_float
+                else nn.Sequential(fq("input"), QuantConv2d(net.stem[0])))
+        net.stem = nn.Sequential(*stem, nn.ReLU(), fq("stem"))
         for i, block in enumerate(net.stages):
             block.conv1 = QuantConv2d(block.conv1)
             block.bn1 = nn.Sequential(nn.ReLU(), fq(f"stages.{i}.conv1"))  # the block's own
@@ -251,7 +260,8 @@ class QatStudent(nn.Module):
                 block.skip = nn.Sequential(QuantConv2d(block.skip[0]), fq(f"stages.{i}.skip"))
             net.stages[i] = nn.Sequential(block, fq(f"stages.{i}.out"))
         net.pool = nn.Sequential(net.pool, fq("pool"))
-        net.head = nn.Sequential(QuantLinear(net.head), fq("logits"))
+        net.head = (nn.Sequential(net.head) if head_float
+                    else nn.Sequential(QuantLinear(net.head), fq("logits")))
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -360,7 +370,8 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
         probe = torch.from_numpy(tiles[:256]).contiguous(memory_format=CL)
         fold_err = float((folded.to(memory_format=CL)(probe) - original(probe)).abs().max())
     log(f"batch norm folded: max |logit difference| {fold_err:.2e} on {len(probe)} tiles")
-    model = QatStudent(folded.to(memory_format=CL), cfg.observer, cfg.ema_momentum)
+    model = QatStudent(folded.to(memory_format=CL), cfg.observer, cfg.ema_momentum,
+                       cfg.stem_float, cfg.head_float)
 
     n, bs = len(tiles), cfg.batch_size
     rng = np.random.default_rng(cfg.seed)

@@ -120,14 +120,36 @@ def test_qat_student_quantizes_and_shares_weights():
     assert torch.allclose(model.to_student().head.bias, ref.head.bias + 1.0)
 
 
+def _ort_qparams(path) -> dict[str, tuple[float, int]]:
+    """(scale, zero point) of each QuantizeLinear of an ONNX Runtime Q/DQ student, by the name
+    of the QatStudent quantizer on the same tensor."""
+    import onnx
+    from onnx import numpy_helper
+
+    q = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in q.initializer}
+
+    def our_name(tensor: str) -> str:
+        fixed = {"tiles": "input", "/stem/stem.2/Relu_output_0": "stem",
+                 "/pool/GlobalAveragePool_output_0": "pool",
+                 "logits_QuantizeLinear_Input": "logits"}
+        if tensor in fixed:
+            return fixed[tensor]
+        stage, what = tensor.split("/")[2], tensor.split("/")[3]
+        return f"{stage}." + {"relu": "conv1", "conv2": "conv2", "skip": "skip",
+                              "relu_1": "out"}[what]
+
+    return {our_name(n.input[0]): (float(inits[n.input[1]]), int(inits[n.input[2]]))
+            for n in q.node
+            if n.op_type == "QuantizeLinear" and not n.input[0].startswith("/Flatten")}
+
+
 def test_simulation_reproduces_onnx_runtime_qdq(tmp_path):
     """With the MinMax observer on the same calibration tiles, the quantizers get ONNX Runtime's
     own (scale, zero point) on the same tensors, and the logits agree to one logit step."""
     import logging
 
-    import onnx
     import onnxruntime as ort
-    from onnx import numpy_helper
 
     from export.onnx_export import to_onnx_bytes
     from export.quantize import QuantVariant, quantize_model
@@ -147,21 +169,7 @@ def test_simulation_reproduces_onnx_runtime_qdq(tmp_path):
             model(torch.from_numpy(calib[i:i + 64]))
         model.set_mode("quant")
         sim = model(torch.from_numpy(test)).numpy()
-    q = onnx.load(str(tmp_path / "q.onnx")).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in q.initializer}
-    def our_name(tensor: str) -> str:  # ONNX tensor -> our quantizer
-        fixed = {"tiles": "input", "/stem/stem.2/Relu_output_0": "stem",
-                 "/pool/GlobalAveragePool_output_0": "pool",
-                 "logits_QuantizeLinear_Input": "logits"}
-        if tensor in fixed:
-            return fixed[tensor]
-        stage, what = tensor.split("/")[2], tensor.split("/")[3]
-        return f"{stage}." + {"relu": "conv1", "conv2": "conv2", "skip": "skip",
-                              "relu_1": "out"}[what]
-
-    theirs = {our_name(n.input[0]): (float(inits[n.input[1]]), int(inits[n.input[2]]))
-              for n in q.node
-              if n.op_type == "QuantizeLinear" and not n.input[0].startswith("/Flatten")}
+    theirs = _ort_qparams(tmp_path / "q.onnx")
     ours = model.ranges()
     assert set(ours) == set(theirs)
     for name, (s_ort, z_ort) in theirs.items():
@@ -237,3 +245,33 @@ def test_bad_student_exits_1(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and str(trained["probe"]) in err and "'student'" in err
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_stem_and_head_float_simulate_the_stemfp_headfp_variant(tmp_path):
+    """--stem-float --head-float: the quantizers are exactly those ONNX Runtime keeps in the
+    ``-stemfp-headfp`` variant (no input and no logits quantizer), with its (scale, zero
+    point), and the head's weights are float."""
+    import logging
+
+    from export.onnx_export import to_onnx_bytes
+    from export.qat import QuantLinear
+    from export.quantize import QuantVariant, quantize_model
+
+    logging.getLogger().setLevel(logging.ERROR)
+    folded = fold_batchnorm(_student_with_random_bn(3))
+    (tmp_path / "f.onnx").write_bytes(to_onnx_bytes(folded, torch.zeros(1, 1, 32, 32), 17))
+    calib = np.random.default_rng(1).normal(size=(256, 1, 32, 32)).astype(np.float32)
+    quantize_model(tmp_path / "f.onnx", tmp_path / "q.onnx", QuantVariant(
+        "qdq", "u8", True, "minmax", stem_float=True, head_float=True), calib, "tiles")
+    model = QatStudent(fold_batchnorm(folded), observer="minmax", stem_float=True,
+                       head_float=True)
+    model.set_mode("observe")
+    with torch.no_grad():
+        for i in range(0, len(calib), 64):
+            model(torch.from_numpy(calib[i:i + 64]))
+    theirs, ours = _ort_qparams(tmp_path / "q.onnx"), model.ranges()
+    assert set(ours) == set(theirs) and not {"input", "logits"} & set(ours)
+    for name, (s_ort, z_ort) in theirs.items():
+        assert ours[name][3] == z_ort and ours[name][2] == pytest.approx(s_ort, rel=1e-5), name
+    assert not any(isinstance(m, QuantLinear) for m in model.modules())
+    assert isinstance(model.net.stem[0], torch.nn.Conv2d)
