@@ -278,6 +278,10 @@ def qat_command(
     head_float: bool = typer.Option(False, "--head-float",
                                     help="Simulate the -headfp variants: the head and the "
                                          "logits stay float."),
+    margin: float = typer.Option(0.0, min=0.0, help="Hinge on the quantized logits keeping "
+                                                    "the float path's class by this logit "
+                                                    "margin (0: off)."),
+    margin_weight: float = typer.Option(1.0, min=0.0, help="Weight of the --margin hinge."),
 ) -> None:
     """Quantization-aware fine-tuning: fold the student's batch norms, fine-tune it with fake
     INT8 quantization that mimics ONNX Runtime's static QDQ quantization (per-channel int8
@@ -306,7 +310,8 @@ def qat_command(
                     float_weight=float_weight, self_weight=self_weight,
                     calib_batches=calib_batches, observer=observer,
                     resample_prob=resample_prob, threads=threads, seed=seed,
-                    stem_float=stem_float, head_float=head_float)
+                    stem_float=stem_float, head_float=head_float, margin=margin,
+                    margin_weight=margin_weight)
     try:
         metrics = qat(cfg, log=lambda m: typer.echo(m, err=True))
         if bundle is not None:

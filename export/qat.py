@@ -43,6 +43,7 @@ Loss (logits, temperature T, :func:`export.distill.distill_loss`):
 
     KL_T(teacher || qat)  +  float_weight * KL_T(original float student || qat)
                           +  self_weight  * KL_T(float path of the same weights || qat)
+                          [+ margin_weight * agreement_hinge(qat, float path; margin)]
 
 The first term is the distillation objective; the second keeps the fine-tuned model's
 decisions where the shipped student had them; the third is the gate itself in differentiable
@@ -101,6 +102,7 @@ class QatConfig:
     ``resample_prob`` None: the student's own distillation setting. ``stem_float`` /
     ``head_float``: simulate the quantize variants that keep the first convolution / the head
     in float (``-stemfp`` / ``-headfp``), so that training targets the deployed graph.
+    ``margin`` > 0 adds ``margin_weight`` x :func:`agreement_hinge` to the loss.
     """
 
     student: str = "runs/distill/student.pt"
@@ -127,6 +129,8 @@ class QatConfig:
     eval_batch: int = 2048
     stem_float: bool = False
     head_float: bool = False
+    margin: float = 0.0
+    margin_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.observer not in OBSERVERS:
@@ -144,6 +148,18 @@ def activation_qparams(lo: float, hi: float) -> tuple[float, int]:
         return 1.0, 0
     scale = float(np.float32(scale))
     return scale, int(np.clip(round(ACT_QMIN - lo / scale), ACT_QMIN, ACT_QMAX))
+
+
+def agreement_hinge(q_logits: torch.Tensor, float_logits: torch.Tensor, margin: float
+                    ) -> torch.Tensor:
+    """Mean over the batch of ``max(0, margin - (q[y] - max_{k != y} q[k]))``, y the float
+    logits' (B, K) class: zero where the quantized logits (B, K) pick the float model's class
+    by at least ``margin``. The gate counts flipped decisions; a KL between two nearly flat
+    distributions hardly sees them, this term pushes those tiles away from the boundary."""
+    y = float_logits.argmax(1, keepdim=True)
+    chosen = q_logits.gather(1, y).squeeze(1)
+    rival = q_logits.scatter(1, y, float("-inf")).amax(1)
+    return F.relu(margin - (chosen - rival)).mean()
 
 
 def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
@@ -419,10 +435,13 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
             with torch.no_grad():
                 ref = original(x)
             loss = loss + cfg.float_weight * distill_loss(q_logits, ref, cfg.temperature)
-        if cfg.self_weight:
+        if cfg.self_weight or cfg.margin:
             with torch.no_grad(), model.float_mode():
                 own = model(x)
-            loss = loss + cfg.self_weight * distill_loss(q_logits, own, cfg.temperature)
+            if cfg.self_weight:
+                loss = loss + cfg.self_weight * distill_loss(q_logits, own, cfg.temperature)
+            if cfg.margin:
+                loss = loss + cfg.margin_weight * agreement_hinge(q_logits, own, cfg.margin)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"QAT loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)

@@ -275,3 +275,17 @@ def test_stem_and_head_float_simulate_the_stemfp_headfp_variant(tmp_path):
         assert ours[name][3] == z_ort and ours[name][2] == pytest.approx(s_ort, rel=1e-5), name
     assert not any(isinstance(m, QuantLinear) for m in model.modules())
     assert isinstance(model.net.stem[0], torch.nn.Conv2d)
+
+
+def test_agreement_hinge_counts_what_the_gate_counts():
+    from export.qat import agreement_hinge
+
+    float_logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 0.0]])
+    q = torch.tensor([[2.0, 0.0, 1.5],    # keeps class 0 by 0.5: hinge 1 - 0.5
+                      [0.0, 1.0, 2.0]])   # flipped to class 2, by 1.0: hinge 1 + 1
+    assert agreement_hinge(q, float_logits, 1.0).item() == pytest.approx((0.5 + 2.0) / 2)
+    assert agreement_hinge(q, float_logits, 0.0).item() == pytest.approx(0.5)  # the flip only
+    q.requires_grad_(True)
+    agreement_hinge(q, float_logits, 1.0).backward()
+    assert q.grad.tolist() == [[-0.5, 0.0, 0.5], [0.0, -0.5, 0.5]]  # own class up, rival down
+
