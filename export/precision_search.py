@@ -90,8 +90,10 @@ def float_search(base: Variant, candidates: list[str], agreement_of: Callable[[A
     """Rank ``candidates`` with ``agreement_of`` (search tiles), then run the cumulative steps
     with ``run_step`` (quantize, gate, time; True when the step passes) until one passes.
 
-    Returns the record for the variant table: the base variant, the ranking, the steps run
-    and why the search stopped."""
+    Returns the record for the variant table: the base variant and its agreement on the
+    search tiles, the ranking, the steps run and why the search stopped."""
+    base_agreement = round(float(agreement_of(base)), 5)
+    log(f"float search: {base.name} agrees on {base_agreement:.4f} of the search tiles")
     ranked = rank_by_sensitivity(base, candidates, agreement_of)
     for r in ranked:
         log(f"float search: {r['node']} alone in float: search agreement {r['agreement']:.4f}")
@@ -107,4 +109,5 @@ def float_search(base: Variant, candidates: list[str], agreement_of: Callable[[A
         stopped = "fewer than two quantized layers to choose from"
     else:
         stopped = f"no step passes the gate within {len(steps)} layer(s) kept in float"
-    return {"base": base.name, "ranking": ranked, "steps": steps, "stopped": stopped}
+    return {"base": base.name, "base_agreement": base_agreement, "ranking": ranked,
+            "steps": steps, "stopped": stopped}

@@ -37,7 +37,7 @@ GAIN = {"a": 0.95, "b": 0.97, "c": 0.95, "d": 0.99}
 
 
 def _agreement(variant: _Variant) -> float:
-    return GAIN[variant.float_nodes[-1]]
+    return GAIN.get(variant.float_nodes[-1], 0.9) if variant.float_nodes else 0.9
 
 
 def test_layers_are_ranked_by_the_agreement_they_buy_alone():
@@ -64,7 +64,7 @@ def test_the_search_stops_at_the_first_step_that_passes():
 
     record = float_search(_Variant(), list("abcd"), _agreement, run_step, 3, log=lambda _: None)
     assert ran == record["steps"] == ["v+d", "v+d+b"]
-    assert record["stopped"] == "v+d+b passes the gate"
+    assert record["stopped"] == "v+d+b passes the gate" and record["base_agreement"] == 0.9
     failed = float_search(_Variant(), list("abcd"), _agreement, lambda _: False, 2,
                           log=lambda _: None)
     assert failed["steps"] == ["v+d", "v+d+b"] and "no step passes" in failed["stopped"]
@@ -112,7 +112,7 @@ def test_quantize_records_the_search_when_no_variant_passes(student, ai4mars_dir
     assert not (tmp_path / "int8").exists()
     table = json.loads((tmp_path / "int8.variants.json").read_text())
     search = table["float_search"]
-    assert search["base"] == "qdq-u8-pc-minmax"
+    assert search["base"] == "qdq-u8-pc-minmax" and 0 <= search["base_agreement"] <= 1
     assert [r["variant"] for r in table["variants"]] == ["qdq-u8-pc-minmax", *search["steps"]]
     assert search["steps"] == ["qdq-u8-pc-minmax+1fp", "qdq-u8-pc-minmax+2fp"]
     src = load_bundle(student["bundle"]).model_path
