@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -100,6 +101,53 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
         rows.append({"backend": config.backend, "threads": threads,
                      **time_classifier(classifier, frames, config.warmup, config.repeats)})
     return rows
+
+
+def _median_ms(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
+
+
+def bench_interleaved(bundles: list[tuple[str, Bundle]], frames: list[FrameRef],
+                      config: BenchConfig, rounds: int = 5) -> dict[str, list[dict[str, Any]]]:
+    """Several bundles timed side by side: per label, one row per thread count as in
+    :func:`bench`, but measured interleaved so that every bundle sees the same load.
+
+    Per thread count, after ``config.warmup`` untimed frames each, ``rounds`` rounds time
+    every bundle for ``config.repeats`` passes over ``frames``, in an order rotated by one
+    each round. Figures are medians over the rounds; ``tiles_per_s_min``/``_max`` give their
+    spread, and ``speed_vs_first`` is the median over rounds of each round's tiles/s divided
+    by the first bundle's in the same round (a ratio measured side by side)."""
+    if not bundles or rounds < 1:
+        raise ValueError("bench_interleaved needs at least one bundle and one round")
+    out: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in bundles}
+    for threads in config.threads:
+        apply_thread_budget(threads)
+        timed = [(label, FrameClassifier(b, make_runner(b, config.backend, threads)))
+                 for label, b in bundles]
+        for _, classifier in timed:
+            time_classifier(classifier, frames[:config.warmup], 0, 1)
+        per_round: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in bundles}
+        for r in range(rounds):
+            k = r % len(timed)
+            for label, classifier in timed[k:] + timed[:k]:
+                per_round[label].append(time_classifier(classifier, frames, 0, config.repeats))
+        first = per_round[bundles[0][0]]
+        for label, _ in bundles:
+            runs = per_round[label]
+            tps = [x["tiles_per_s"] or 0.0 for x in runs]
+            ratios = [x / f["tiles_per_s"] for x, f in zip(tps, first, strict=True)
+                      if f["tiles_per_s"]]
+            out[label].append({
+                "backend": config.backend, "threads": threads, "rounds": rounds,
+                "size": runs[0]["size"], "frames": sum(x["frames"] for x in runs),
+                "tiles_per_s": round(statistics.median(tps), 1),
+                "tiles_per_s_min": round(min(tps), 1), "tiles_per_s_max": round(max(tps), 1),
+                "p50_ms": _median_ms([x["p50_ms"] for x in runs]),
+                "p99_ms": _median_ms([x["p99_ms"] for x in runs]),
+                "speed_vs_first": round(statistics.median(ratios), 3) if ratios else None,
+            })
+    return out
 
 
 def markdown_table(rows: list[dict[str, Any]], cols: list[str]) -> str:

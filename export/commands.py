@@ -452,13 +452,17 @@ def card_command(
                                       "(repeatable), e.g. 'float teacher=runs/models/...'."),
     data_root: Path = typer.Option(default_data_root(), help="Folder holding the datasets."),
     threads: str = typer.Option("1,2", help="Thread counts to time."),
-    repeats: int = typer.Option(3, min=1, help="Timed passes over the speed frames."),
+    repeats: int = typer.Option(3, min=1, help="Timed passes over the speed frames per "
+                                               "bundle and round."),
+    rounds: int = typer.Option(5, min=1, help="Interleaved timing rounds (bundle order "
+                                              "rotated each round; medians reported)."),
     speed_frames: int = typer.Option(32, min=1, help="Validation frames to time."),
     max_val_frames: int = typer.Option(None, min=1, help="AI4Mars val frames (default all)."),
 ) -> None:
     """Rewrite a model card's measured section: validation accuracy, mean per-class recall,
     confusion matrix (Markdown and PNG), and beside the compared bundles: parameters,
-    MFLOPs per tile, size, tiles/s and p50 per thread count.
+    MFLOPs per tile, size, tiles/s, speed relative to the shipped bundle and p50 per thread
+    count, timed interleaved.
 
     Example: edge export card edge/models/terrain --out docs/models/terrain.md
     """
@@ -477,7 +481,8 @@ def card_command(
             raise _fail(f"--compare wants LABEL=BUNDLE, got {item!r}")
         pairs.append((label, path))
     cfg = CardConfig(bundle=bundle, out=str(out), compare=tuple(pairs), data_root=str(data_root),
-                     threads=_threads(threads), repeats=repeats, speed_frames=speed_frames,
+                     threads=_threads(threads), repeats=repeats, rounds=rounds,
+                     speed_frames=speed_frames,
                      max_val_frames=max_val_frames,
                      command=shlex.join(["edge", *sys.argv[1:]]))
     try:

@@ -5,7 +5,8 @@ figures between :data:`START` and :data:`END` are rewritten by ``edge export car
 shipped bundle and the bundles it is compared with (float teacher, float student...), all
 run through ONNX Runtime on the validation data through edge's one preprocessing function:
 accuracy, mean per-class recall, the confusion matrix (also as a PNG), parameters, MFLOPs
-per tile, bundle size, and end-to-end tiles/s on real frames at each thread count.
+per tile, bundle size, and end-to-end tiles/s on real frames at each thread count, timed
+interleaved so that the speed ratios between bundles are measured side by side.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import onnx
 
 from edge.atomic_file import write_bytes_atomic
-from edge.bench import BenchConfig, bench, cpu_name, markdown_table
+from edge.bench import BenchConfig, bench_interleaved, cpu_name, markdown_table
 from edge.bundle import Bundle, load_bundle
 from edge.decode import read_image
 from edge.runners import make_runner
@@ -44,7 +45,8 @@ class CardError(Exception):
 @dataclass
 class CardConfig:
     """``bundle``: the shipped bundle the card is about; ``compare``: (label, bundle) rows
-    shown beside it; ``speed_frames`` validation frames are timed ``repeats`` times."""
+    shown beside it; ``speed_frames`` validation frames are timed ``repeats`` times per bundle
+    in each of ``rounds`` interleaved rounds (:func:`edge.bench.bench_interleaved`)."""
 
     bundle: str
     out: str
@@ -52,6 +54,7 @@ class CardConfig:
     data_root: str = str(default_data_root())
     threads: tuple[int, ...] = (1, 2)
     repeats: int = 3
+    rounds: int = 5
     speed_frames: int = 32
     max_val_frames: int | None = None
     reproduce: str = "scripts/make_default_models.sh"
@@ -172,8 +175,11 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
         preds[label] = predict(b, val.inputs)
         m = evaluate(preds[label], val.labels, val.classes, MIN_SUPPORT[dataset])
         results.append(m)
-        speed = {r["threads"]: r for r in bench(b, frames, BenchConfig(
-            threads=cfg.threads, repeats=cfg.repeats, warmup=min(5, len(frames))))}
+        log(f"{label}: accuracy {m['accuracy']:.4f}, mean recall {m['mean_recall']:.4f}")
+    speeds = bench_interleaved(rows, frames, BenchConfig(
+        threads=cfg.threads, repeats=cfg.repeats, warmup=min(5, len(frames))), cfg.rounds)
+    for (label, b), m in zip(rows, results, strict=True):
+        speed = {r["threads"]: r for r in speeds[label]}
         fig = model_figures(b)
         table.append({
             "model": f"{label} ({b.path.name})", "precision": b.manifest.precision,
@@ -182,9 +188,9 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
             "parameters": f"{fig['parameters']:,}", "MFLOPs/tile": fig["mflops"],
             "size (KB)": round(fig["bytes"] / 1024, 1),
             **{f"tiles/s, {t} thr": speed[t]["tiles_per_s"] for t in cfg.threads},
+            **{f"x shipped, {t} thr": speed[t]["speed_vs_first"] for t in cfg.threads},
             **{f"p50 ms, {t} thr": speed[t]["p50_ms"] for t in cfg.threads},
         })
-        log(f"{label}: accuracy {m['accuracy']:.4f}, mean recall {m['mean_recall']:.4f}")
     main = results[0]
     confusion = np.array(main["confusion"])
     classes = val.classes
@@ -223,8 +229,10 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
         "### Side by side (same validation inputs, ONNX Runtime)", "",
         markdown_table(table, list(table[0])), "",
         f"tiles/s and p50 are end to end (decode, preprocessing, inference, JSONL records) "
-        f"over {len(frames)} validation frames x {cfg.repeats} passes, per thread count, "
-        "measured one after another in this run.", "",
+        f"over {len(frames)} validation frames, timed interleaved: {cfg.rounds} rounds of "
+        f"{cfg.repeats} pass(es) per bundle, the bundles' order rotated each round; figures "
+        "are medians over the rounds, and 'x shipped' is the median of each round's tiles/s "
+        "ratio to the shipped bundle in the same round.", "",
         f"Reproduce the shipped bundle: `bash {cfg.reproduce}`; every bundle's manifest "
         "records the command that made it.", "",
         END,

@@ -2,7 +2,8 @@ import json
 
 from edge_images import synthetic_frame, write_frame
 
-from edge.bench import BenchConfig, bench, format_table
+import edge.bench as edge_bench
+from edge.bench import BenchConfig, bench, bench_interleaved, format_table
 from edge.sources import open_source
 from toolkit_cli.main import main
 
@@ -43,3 +44,48 @@ def test_bench_cli_bad_threads(frames_dir, tiny_bundle, capsys):
     assert main(["bench", str(frames_dir), "--model", str(tiny_bundle.path),
                  "--threads", "1,zero"]) == 1
     assert "--threads" in capsys.readouterr().err
+
+
+def test_interleaved_bench_times_bundles_side_by_side(frames_dir, tiny_bundle):
+    frames = list(open_source(frames_dir))
+    out = bench_interleaved([("a", tiny_bundle), ("b", tiny_bundle)], frames,
+                            BenchConfig(threads=(1, 2), repeats=1, warmup=1), rounds=3)
+    assert list(out) == ["a", "b"]
+    for label, rows in out.items():
+        assert [r["threads"] for r in rows] == [1, 2]
+        for row in rows:
+            assert row["rounds"] == 3 and row["frames"] == 3 * 2
+            assert row["tiles_per_s_min"] <= row["tiles_per_s"] <= row["tiles_per_s_max"]
+            assert 0 < row["p50_ms"] <= row["p99_ms"]
+            assert row["speed_vs_first"] == 1.0 if label == "a" else row["speed_vs_first"] > 0
+
+
+def test_interleaved_rounds_rotate_the_order_and_take_medians(tiny_bundle, monkeypatch):
+    calls = []
+    speeds = {"a": iter([100.0, 300.0, 200.0]), "b": iter([50.0, 60.0, 400.0])}
+
+    def fake(classifier, frames, warmup, repeats):
+        label = "a" if classifier is first_classifier[0] else "b"
+        if frames:  # timed rounds (the warm-up passes an empty list here)
+            calls.append(label)
+        tps = next(speeds[label]) if frames else 1.0
+        return {"size": "64x64", "frames": len(frames), "tiles_per_s": tps,
+                "p50_ms": 1000 / tps, "p99_ms": 2000 / tps}
+
+    first_classifier = []
+    real_classifier = edge_bench.FrameClassifier
+
+    def classifier_factory(bundle, runner):
+        made = real_classifier(bundle, runner)
+        first_classifier.append(made)
+        return made
+
+    monkeypatch.setattr(edge_bench, "time_classifier", fake)
+    monkeypatch.setattr(edge_bench, "FrameClassifier", classifier_factory)
+    out = bench_interleaved([("a", tiny_bundle), ("b", tiny_bundle)], [object()],
+                            BenchConfig(threads=(1,), repeats=1, warmup=0), rounds=3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    a, b = out["a"][0], out["b"][0]
+    assert (a["tiles_per_s"], a["tiles_per_s_min"], a["tiles_per_s_max"]) == (200.0, 100.0, 300.0)
+    assert b["tiles_per_s"] == 60.0
+    assert b["speed_vs_first"] == 0.5  # median of 50/100, 60/300, 400/200

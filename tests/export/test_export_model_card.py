@@ -32,10 +32,10 @@ from train.datasets.ai4mars import load_ai4mars, tile_reference_labels
 
 
 def quick(bundle: Path, out: Path, **kw: object) -> CardConfig:
-    """A card over every val frame, timed on 2 frames, 1 pass, 1 thread."""
+    """A card over every val frame, timed on 2 frames, 2 rounds of 1 pass, 1 thread."""
     kw.setdefault("data_root", str(Path(kw.pop("ai4mars")).parent))
-    return CardConfig(bundle=str(bundle), out=str(out), threads=(1,), repeats=1, speed_frames=2,
-                      **kw)
+    return CardConfig(bundle=str(bundle), out=str(out), threads=(1,), repeats=1, rounds=2,
+                      speed_frames=2, **kw)
 
 
 def test_card_figures_match_an_independent_count(student, ai4mars_dir, tmp_path):
@@ -65,6 +65,11 @@ def test_card_figures_match_an_independent_count(student, ai4mars_dir, tmp_path)
     rows = [line for line in text.splitlines() if line.startswith("| shipped")
             or line.startswith("| again")]
     assert len(rows) == 2 and "| 100.0% |" in rows[1]  # the same model agrees with itself
+    header = next(line for line in text.splitlines() if line.startswith("| model |"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    ratio = cells.index("x shipped, 1 thr")
+    assert [c.strip() for c in rows[0].strip("|").split("|")][ratio] == "1.0"
+    assert "timed interleaved: 2 rounds" in text
 
     png = cv2.imread(str(tmp_path / "docs" / "terrain-confusion.png"))
     assert png is not None and png.shape[2] == 3
