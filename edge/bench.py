@@ -108,45 +108,63 @@ def _median_ms(values: list[float | None]) -> float | None:
     return round(statistics.median(known), 3) if known else None
 
 
+def time_interleaved(classifiers: list[tuple[str, FrameClassifier]], frames: list[FrameRef],
+                     warmup: int, repeats: int, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Per label, the :func:`time_classifier` result of each of ``rounds`` rounds: after
+    ``warmup`` untimed frames each, every round times every classifier for ``repeats`` passes
+    over ``frames``, in an order rotated by one each round, so that all of them see the same
+    load and no one always runs first."""
+    if not classifiers or rounds < 1:
+        raise ValueError("interleaved timing needs at least one model and one round")
+    for _, classifier in classifiers:
+        time_classifier(classifier, frames[:warmup], 0, 1)
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in classifiers}
+    for r in range(rounds):
+        k = r % len(classifiers)
+        for label, classifier in classifiers[k:] + classifiers[:k]:
+            runs[label].append(time_classifier(classifier, frames, 0, repeats))
+    return runs
+
+
+def median_ratio(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float | None:
+    """Median over rounds of tiles/s in ``runs`` divided by ``reference``'s in the same round
+    (a speed ratio measured side by side); None without a usable round."""
+    ratios = [x["tiles_per_s"] / f["tiles_per_s"] for x, f in zip(runs, reference, strict=True)
+              if x["tiles_per_s"] and f["tiles_per_s"]]
+    return round(statistics.median(ratios), 3) if ratios else None
+
+
+def summarize_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one model: frames timed in all, medians over the rounds of tiles/s, p50 and
+    p99 ms, and the rounds' tiles/s range."""
+    tps = [x["tiles_per_s"] or 0.0 for x in runs]
+    return {"rounds": len(runs), "size": runs[0]["size"],
+            "frames": sum(x["frames"] for x in runs),
+            "tiles_per_s": round(statistics.median(tps), 1),
+            "tiles_per_s_min": round(min(tps), 1), "tiles_per_s_max": round(max(tps), 1),
+            "p50_ms": _median_ms([x["p50_ms"] for x in runs]),
+            "p99_ms": _median_ms([x["p99_ms"] for x in runs])}
+
+
 def bench_interleaved(bundles: list[tuple[str, Bundle]], frames: list[FrameRef],
                       config: BenchConfig, rounds: int = 5) -> dict[str, list[dict[str, Any]]]:
     """Several bundles timed side by side: per label, one row per thread count as in
-    :func:`bench`, but measured interleaved so that every bundle sees the same load.
-
-    Per thread count, after ``config.warmup`` untimed frames each, ``rounds`` rounds time
-    every bundle for ``config.repeats`` passes over ``frames``, in an order rotated by one
-    each round. Figures are medians over the rounds; ``tiles_per_s_min``/``_max`` give their
-    spread, and ``speed_vs_first`` is the median over rounds of each round's tiles/s divided
-    by the first bundle's in the same round (a ratio measured side by side)."""
-    if not bundles or rounds < 1:
-        raise ValueError("bench_interleaved needs at least one bundle and one round")
+    :func:`bench`, measured by :func:`time_interleaved` and summarised by
+    :func:`summarize_rounds`, plus ``speed_vs_first``: :func:`median_ratio` to the first
+    bundle."""
+    if not bundles:
+        raise ValueError("bench_interleaved needs at least one bundle")
     out: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in bundles}
     for threads in config.threads:
         apply_thread_budget(threads)
-        timed = [(label, FrameClassifier(b, make_runner(b, config.backend, threads)))
-                 for label, b in bundles]
-        for _, classifier in timed:
-            time_classifier(classifier, frames[:config.warmup], 0, 1)
-        per_round: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in bundles}
-        for r in range(rounds):
-            k = r % len(timed)
-            for label, classifier in timed[k:] + timed[:k]:
-                per_round[label].append(time_classifier(classifier, frames, 0, config.repeats))
-        first = per_round[bundles[0][0]]
+        runs = time_interleaved(
+            [(label, FrameClassifier(b, make_runner(b, config.backend, threads)))
+             for label, b in bundles], frames, config.warmup, config.repeats, rounds)
+        first = runs[bundles[0][0]]
         for label, _ in bundles:
-            runs = per_round[label]
-            tps = [x["tiles_per_s"] or 0.0 for x in runs]
-            ratios = [x / f["tiles_per_s"] for x, f in zip(tps, first, strict=True)
-                      if f["tiles_per_s"]]
-            out[label].append({
-                "backend": config.backend, "threads": threads, "rounds": rounds,
-                "size": runs[0]["size"], "frames": sum(x["frames"] for x in runs),
-                "tiles_per_s": round(statistics.median(tps), 1),
-                "tiles_per_s_min": round(min(tps), 1), "tiles_per_s_max": round(max(tps), 1),
-                "p50_ms": _median_ms([x["p50_ms"] for x in runs]),
-                "p99_ms": _median_ms([x["p99_ms"] for x in runs]),
-                "speed_vs_first": round(statistics.median(ratios), 3) if ratios else None,
-            })
+            out[label].append({"backend": config.backend, "threads": threads,
+                               **summarize_rounds(runs[label]),
+                               "speed_vs_first": median_ratio(runs[label], first)})
     return out
 
 

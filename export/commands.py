@@ -411,7 +411,9 @@ def bench_command(
     int8: str = typer.Option("runs/bundles/student-int8", help="INT8 student bundle."),
     threads: str = typer.Option("1,2", help="Comma-separated thread counts."),
     max_frames: int = typer.Option(100, min=1, help="Frames per pass."),
-    repeats: int = typer.Option(3, min=1, help="Passes over the frames."),
+    repeats: int = typer.Option(3, min=1, help="Passes over the frames per model and round."),
+    rounds: int = typer.Option(5, min=1, help="Interleaved rounds (model order rotated each "
+                                              "round; medians reported)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON here."),
 ) -> None:
     """Teacher (torch eager), float student and INT8 student (ONNX Runtime) side by side on
@@ -432,10 +434,12 @@ def bench_command(
         fp32, q8 = load_bundle(student), load_bundle(int8)
         frames = list(itertools.islice(open_source(source), max_frames))
         rows = side_by_side(teacher, fp32, q8, frames,
-                            SpeedConfig(threads=_threads(threads), repeats=repeats))
+                            SpeedConfig(threads=_threads(threads), repeats=repeats,
+                                        rounds=rounds))
     except (BundleError, SourceError, CheckpointError) as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"{len(frames)} frames x {repeats} passes; teacher {teacher}, student {fp32.path} "
+    typer.echo(f"{len(frames)} frames x {repeats} passes x {rounds} interleaved rounds; "
+               f"teacher {teacher}, student {fp32.path} "
                f"({fp32.manifest.precision}), int8 {q8.path} ({q8.manifest.precision})")
     typer.echo(format_rows(rows))
     if json_out:

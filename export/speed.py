@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge.bench import markdown_table, time_classifier
+from edge.bench import markdown_table, median_ratio, summarize_rounds, time_interleaved
 from edge.bundle import Bundle
 from edge.classify import FrameClassifier
 from edge.run import apply_thread_budget
@@ -42,17 +42,20 @@ class TorchRunner:
 
 @dataclass
 class SpeedConfig:
-    """Thread counts, passes over the frames and untimed warm-up frames."""
+    """Thread counts, passes over the frames per round, untimed warm-up frames, and the
+    interleaved rounds (:func:`edge.bench.time_interleaved`)."""
 
     threads: tuple[int, ...] = (1, 2)
     repeats: int = 3
     warmup: int = 5
+    rounds: int = 5
 
 
 def side_by_side(teacher: str | Path, student: Bundle, int8: Bundle, frames: list[FrameRef],
                  cfg: SpeedConfig) -> list[dict[str, Any]]:
     """One row per (thread count, model): teacher (torch eager), student fp32 and student INT8
-    (ONNX Runtime); ``x_teacher`` and ``x_fp32`` are tiles/s ratios within a thread count."""
+    (ONNX Runtime), timed interleaved; figures are medians over the rounds, and ``x_teacher``
+    and ``x_fp32`` the medians of the per-round tiles/s ratios within a thread count."""
     model, _ = load_teacher(teacher)
     rows = []
     for threads in cfg.threads:
@@ -65,15 +68,13 @@ def side_by_side(teacher: str | Path, student: Bundle, int8: Bundle, frames: lis
             ("student int8", "onnxruntime", FrameClassifier(
                 int8, make_runner(int8, "onnxruntime", threads))),
         ]
-        measured = []
-        for label, backend, classifier in group:
-            measured.append({"model": label, "backend": backend, "threads": threads,
-                             **time_classifier(classifier, frames, cfg.warmup, cfg.repeats)})
-        base, fp32 = measured[0]["tiles_per_s"], measured[1]["tiles_per_s"]
-        for row in measured:
-            row["x_teacher"] = round(row["tiles_per_s"] / base, 2) if base else None
-            row["x_fp32"] = round(row["tiles_per_s"] / fp32, 2) if fp32 else None
-        rows += measured
+        runs = time_interleaved([(label, c) for label, _, c in group], frames, cfg.warmup,
+                                cfg.repeats, cfg.rounds)
+        for label, backend, _ in group:
+            rows.append({"model": label, "backend": backend, "threads": threads,
+                         **summarize_rounds(runs[label]),
+                         "x_teacher": median_ratio(runs[label], runs["teacher"]),
+                         "x_fp32": median_ratio(runs[label], runs["student fp32"])})
     return rows
 
 

@@ -18,13 +18,15 @@ def test_three_way_bench_reports_every_model_and_thread_count(trained, student, 
     out = tmp_path / "rows.json"
     code = main(["export", "bench", str(frames), "--teacher", str(trained["probe"]),
                  "--student", str(student["bundle"]), "--int8", str(student["bundle"]),
-                 "--threads", "1,2", "--repeats", "1", "--json", str(out)])
+                 "--threads", "1,2", "--repeats", "1", "--rounds", "2", "--json", str(out)])
     assert code == 0
     rows = json.loads(out.read_text())
     assert [(r["model"], r["threads"]) for r in rows] == [
         (m, t) for t in (1, 2) for m in ("teacher", "student fp32", "student int8")]
-    assert all(r["frames"] == 3 and r["tiles_per_s"] > 0 for r in rows)
+    assert all(r["frames"] == 3 * 2 and r["rounds"] == 2 and r["tiles_per_s"] > 0
+               for r in rows)
     assert rows[0]["backend"] == "torch eager" and rows[0]["x_teacher"] == 1.0
+    assert rows[1]["x_fp32"] == 1.0 and rows[2]["x_fp32"] > 0  # per-round ratios, medians
     assert "| teacher | torch eager | 1 |" in capsys.readouterr().out
 
 
