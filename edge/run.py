@@ -51,7 +51,10 @@ def resume_key(options: ClassifyOptions, classifier: FrameClassifier) -> dict[st
         "source": options.source_key(),
         "recursive": options.recursive,
         "model_sha256": classifier.bundle.manifest.sha256,
-        "tiling": [tiling.reference_width, tiling.tile, tiling.stride],
+        # The crop only when there is one, so that runs started before crops existed
+        # (``crop`` "none") still resume.
+        "tiling": [tiling.reference_width, tiling.tile, tiling.stride]
+        + ([tiling.crop] if tiling.crop != "none" else []),
         "min_confidence": options.min_confidence,
         "formats": list(options.formats),
     }

@@ -185,3 +185,22 @@ def test_second_writer_is_locked_out(tmp_path):
                 pass
     with locked(tmp_path):  # released at exit
         pass
+
+
+def test_the_resume_key_names_a_crop(tmp_path):
+    from tiny_model import make_tiny_bundle
+
+    from edge.classify import FrameClassifier
+    from edge.options import ClassifyOptions
+    from edge.run import resume_key
+    from edge.runners import make_runner
+    from edge.tiling import TilingSpec
+
+    keys = {}
+    for crop in ("none", "centre-square"):
+        bundle = make_tiny_bundle(tmp_path / crop, tiling=TilingSpec(256, 32, 32, crop=crop))
+        classifier = FrameClassifier(bundle, make_runner(bundle, "onnxruntime", 1))
+        keys[crop] = resume_key(ClassifyOptions("frames", out_dir=tmp_path), classifier)
+    assert keys["none"]["tiling"] == [256, 32, 32]  # as before crops existed: old runs resume
+    assert keys["centre-square"]["tiling"] == [256, 32, 32, "centre-square"]
+
