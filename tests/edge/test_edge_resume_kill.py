@@ -2,14 +2,13 @@
 appears exactly once, no line is torn, and the tiles are those of an uninterrupted run."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from edge_images import synthetic_frame, write_frame
+from process_kill import count_lines, run_and_kill
 
 from edge.outputs import PARTIAL
 from toolkit_cli.main import main
@@ -29,27 +28,9 @@ def _argv(src, out, bundle, *extra):
             "--quiet", *extra]
 
 
-def _lines(path):
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def _run_and_kill(argv, watched, kill_after, timeout=120.0):
-    """Start ``edge classify`` in a subprocess; SIGKILL it once the file ``watched`` holds at
-    least ``kill_after`` lines. Returns the exit status (-9 when killed)."""
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit_cli.main", *argv],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _lines(watched) >= kill_after:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.001)
-        proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode
+def _run_and_kill(argv, watched, kill_after):
+    """``edge ARGV`` in a subprocess, SIGKILLed once ``watched`` holds ``kill_after`` lines."""
+    return run_and_kill([sys.executable, "-m", "toolkit_cli.main", *argv], watched, kill_after)
 
 
 def _jsonl(path):
@@ -79,7 +60,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, tiny_bundle):
             fh.write((json.dumps(orphan) + "\n") * 3 + '{"frame":"f999.png","x":0,"y":0,"w"')
         codes.append(_run_and_kill(_argv(src, out, tiny_bundle, "--resume"), watched,
                                    kill_after))
-        print("killed:", _lines(frames_partial), "frame lines,", _lines(tiles_partial),
+        print("killed:", count_lines(frames_partial), "frame lines,", count_lines(tiles_partial),
               "tile lines")
     assert codes == [-signal.SIGKILL] * 3, f"a run finished before it could be killed: {codes}"
     # without --resume the interrupted run is refused, untouched

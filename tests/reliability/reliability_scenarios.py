@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hostile_inputs import Hostile, write_hostile_folder
+from process_kill import count_lines, run_and_kill
 from reliability_data import REPO, edge_cmd, edge_env, make_bundle, run_edge, write_frames
 
 from edge.bundle import MANIFEST_FILE, MODEL_FILE
@@ -147,34 +148,11 @@ def bundle_scenario(work: Path) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- kills
 
-def _count_lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
-def run_and_kill(argv: list[str], watched: Path | None, after_lines: int, extra_s: float,
-                 timeout: float = 120.0) -> int:
-    """Start ``edge ARGV``; SIGKILL it ``extra_s`` seconds after ``watched`` holds
-    ``after_lines`` lines (after start if ``watched`` is None). Returns the exit status."""
-    proc = subprocess.Popen(edge_cmd(*argv), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=edge_env(), cwd=REPO)
-    deadline = time.monotonic() + timeout
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            if watched is None or _count_lines(watched) >= after_lines:
-                time.sleep(extra_s)
-                if proc.poll() is None:
-                    os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.001)
-        proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+def run_edge_and_kill(argv: list[str], watched: Path | None, after_lines: int, extra_s: float,
+                      timeout: float = 120.0) -> int:
+    """``edge ARGV`` from the repository, killed as :func:`process_kill.run_and_kill` says."""
+    return run_and_kill(edge_cmd(*argv), watched, after_lines, extra_s, timeout,
+                        env=edge_env(), cwd=REPO)
 
 
 def classify_kill_scenario(work: Path, bundle_dir: Path, n_frames: int = 40, kills: int = 6,
@@ -199,21 +177,21 @@ def classify_kill_scenario(work: Path, bundle_dir: Path, n_frames: int = 40, kil
     # whose point is already passed is killed as soon as it starts: during its recovery)
     for after in sorted(rng.sample(range(1, n_frames), kills)):
         extra = rng.uniform(0, 0.008)
-        codes.append(run_and_kill(argv(out), frames_partial, after, extra))
-        points.append((after, round(extra * 1e3, 2), _count_lines(frames_partial)))
+        codes.append(run_edge_and_kill(argv(out), frames_partial, after, extra))
+        points.append((after, round(extra * 1e3, 2), count_lines(frames_partial)))
         if codes[-1] == 0:
             break
     final = run_edge(*argv(out))
     frames = read_jsonl(out / "frames.jsonl")
     got = [f["frame"] for f in frames]
     tiles_ok = (out / "tiles.jsonl").read_bytes() == (reference / "tiles.jsonl").read_bytes()
-    ref_tiles = _count_lines(reference / "tiles.jsonl")
+    ref_tiles = count_lines(reference / "tiles.jsonl")
     return {
         "kills": sum(c == -signal.SIGKILL for c in codes), "codes": codes, "points": points,
         "final_exit": final.returncode, "frames": len(got), "expected": n_frames,
         "duplicates": len(got) - len(set(got)), "lost": len(set(names) - set(got)),
         "in_order": got == names, "tiles_identical": tiles_ok,
-        "tiles_lost": ref_tiles - _count_lines(out / "tiles.jsonl"),
+        "tiles_lost": ref_tiles - count_lines(out / "tiles.jsonl"),
         "partials_left": sorted(p.name for p in out.glob("*" + PARTIAL)),
         "resumed": json.loads((out / "run.json").read_text())["summary"]["resumed"],
     }
@@ -255,7 +233,7 @@ def sim_kill_scenario(work: Path, bundle_dir: Path, kills: int = 8, n_frames: in
     for _ in range(kills):
         shutil.rmtree(rep, ignore_errors=True)  # what this run alone leaves
         delay = rng.uniform(0.3 * duration, 0.9 * duration)
-        codes.append(run_and_kill(argv, None, 0, delay))
+        codes.append(run_edge_and_kill(argv, None, 0, delay))
         states.append(_report_state(rep, n_frames))
     mid = sim_kill_mid_write(work, bundle_dir, src)
     final = run_edge(*argv)
@@ -358,7 +336,7 @@ def lock_scenario(work: Path, bundle_dir: Path, n_frames: int = 40) -> dict[str,
                              env=edge_env(), cwd=REPO, text=True)
     try:
         deadline = time.monotonic() + 60
-        while _count_lines(out / ("frames.jsonl" + PARTIAL)) < 1 and first.poll() is None:
+        while count_lines(out / ("frames.jsonl" + PARTIAL)) < 1 and first.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.005)
         second = run_edge(*argv)
