@@ -291,6 +291,29 @@ def time_model(model_path: Path, frames: list[np.ndarray], input_name: str, thre
             "p90_ms": round(times[int(0.9 * (len(times) - 1))], 3)}
 
 
+def side_by_side_speedup(float_path: Path, quant_path: Path, frames: list[np.ndarray],
+                         input_name: str, threads: int, repeats: int, rounds: int = 5) -> float:
+    """Speed of ``quant_path`` relative to ``float_path`` timed side by side: in each of
+    ``rounds`` rounds both models make ``repeats`` passes over ``frames`` (each
+    (64, C, S, S)), in alternating order; the median over rounds of float / INT8 median ms."""
+    sessions = [_session(float_path, threads), _session(quant_path, threads)]
+    for sess in sessions:
+        sess.run(None, {input_name: frames[0]})
+    ratios = []
+    for r in range(rounds):
+        ms = [0.0, 0.0]
+        for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+            times = []
+            for _ in range(repeats):
+                for f in frames:
+                    t0 = time.perf_counter()
+                    sessions[k].run(None, {input_name: f})
+                    times.append(time.perf_counter() - t0)
+            ms[k] = statistics.median(times)
+        ratios.append(ms[0] / ms[1])
+    return round(statistics.median(ratios), 2)
+
+
 def _op_counts(path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for node in onnx.load(str(path)).graph.node:
@@ -414,10 +437,20 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
         key = f"ms_{cfg.threads[0]}t"
         # An INT8 model no faster than its float source is no deployment gain: a variant must
         # also be at least ``min_speedup`` x the float model's speed (default 1.2: timings on
-        # a shared 2-core box vary by about 20%, so a smaller measured gain may be noise).
-        passing = sorted((r for r in rows if r["passed"]
-                          and r[f"speedup_{cfg.threads[0]}t"] >= cfg.min_speedup),
-                         key=lambda r: r[key])
+        # a shared 2-core box vary by about 20%, so a smaller gain may be noise). The grid's
+        # timings are taken minutes apart, so the gate-passing variants, fastest first, are
+        # timed again side by side with the float model until one clears the floor.
+        gate_passing = sorted((r for r in rows if r["passed"]), key=lambda r: r[key])
+        passing = []
+        for r in gate_passing:
+            r["speedup_side_by_side"] = side_by_side_speedup(
+                bundle.model_path, results[r["variant"]][2], frames, name, cfg.threads[0],
+                cfg.repeats)
+            log(f"{r['variant']}: {r['speedup_side_by_side']}x the float model, timed side by "
+                f"side at {cfg.threads[0]} thread(s)")
+            if r["speedup_side_by_side"] >= cfg.min_speedup:
+                passing.append(r)
+                break
         float_row = {"variant": "fp32", "float_accuracy": float(
             (float_pred == val.labels).mean()),
             **{f"ms_{t}t": s["median_ms"] for t, s in float_speed.items()}}
@@ -443,15 +476,14 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
                 f"; TensorRT bundle written at {trt['bundle']}" if trt else "")
             table_path = out.parent / f"{out.name}.variants.json"
             table_path.write_text(json.dumps(table, indent=2) + "\n")
-            gate_passing = [r for r in rows if r["passed"]]
             if gate_passing:
-                fastest = min(gate_passing, key=lambda r: r[key])
+                fastest = max(gate_passing, key=lambda r: r["speedup_side_by_side"])
                 raise GateError(
                     f"{len(gate_passing)} INT8 variant(s) pass the accuracy gate, but none is "
                     f"at least {cfg.min_speedup:g}x as fast as the float model at "
                     f"{cfg.threads[0]} thread(s) (fastest: {fastest['variant']}, "
-                    f"{fastest[key]} ms per frame against float {float_row[key]} ms); "
-                    f"variant table in {table_path}; no bundle written{also}")
+                    f"{fastest['speedup_side_by_side']}x, timed side by side); variant table "
+                    f"in {table_path}; no bundle written{also}")
             worst = max(rows, key=lambda r: r["agreement"])
             variant, gate, _ = results[worst["variant"]]
             report = _failure_report(out, bundle.model_path, variant, gate, calib, val.tiles,
@@ -463,10 +495,11 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
                             f"no bundle written{also}", report)
         chosen = passing[0]
         reason = (f"fastest at {cfg.threads[0]} thread(s) ({chosen[key]} ms per 64-tile frame) "
-                  f"of the {len(passing)} of {len(rows)} variants that pass the gate "
+                  f"of the {len(gate_passing)} of {len(rows)} variants that pass the gate "
                   f"(agreement >= {cfg.min_agreement}, accuracy drop <= "
-                  f"{cfg.max_accuracy_drop * 100:g} points) and are at least "
-                  f"{cfg.min_speedup:g}x the float model's speed")
+                  f"{cfg.max_accuracy_drop * 100:g} points) to be at least "
+                  f"{cfg.min_speedup:g}x the float model's speed timed side by side "
+                  f"({chosen['speedup_side_by_side']}x)")
         if (cfg.min_agreement, cfg.max_accuracy_drop) != (MIN_AGREEMENT, MAX_ACCURACY_DROP):
             reason += (f"; RELAXED gate: the default is agreement >= {MIN_AGREEMENT}, drop <= "
                        f"{MAX_ACCURACY_DROP * 100:g} points")

@@ -92,6 +92,8 @@ def test_quantize_bundle_writes_int8_and_trt_bundles(student, ai4mars_dir, tmp_p
     assert q["variant"] == summary["chosen"]
     assert {r["variant"] for r in q["variant_table"]["variants"]} == set(cfg.variants)
     assert "ms_1t" in q["variant_table"]["variants"][0]
+    chosen = next(r for r in q["variant_table"]["variants"] if r["variant"] == q["variant"])
+    assert chosen["speedup_side_by_side"] > 0 and "timed side by side" in q["chosen_because"]
     trt = load_bundle(tmp_path / "trt")
     assert trt.manifest.precision == "int8-qdq-trt"
     assert trt.manifest.provenance["quantization"]["symmetric"] is True
@@ -142,3 +144,14 @@ def test_a_variant_slower_than_float_is_not_written(student, ai4mars_dir, tmp_pa
     assert not (tmp_path / "int8").exists()
     table = json.loads((tmp_path / "int8.variants.json").read_text())
     assert table["variants"][0]["passed"] is True
+
+
+def test_side_by_side_speedup_of_a_model_against_itself_is_about_one(student):
+    from export.quantize import side_by_side_speedup
+
+    src = load_bundle(student["bundle"]).model_path
+    frames = [np.random.default_rng(k).normal(size=(64, 1, 32, 32)).astype(np.float32)
+              for k in range(2)]
+    ratio = side_by_side_speedup(src, src, frames, "tiles", threads=1, repeats=3, rounds=3)
+    assert 0.5 < ratio < 2.0
+
