@@ -26,9 +26,10 @@ import torch
 from edge.atomic_file import write_bytes_atomic
 from edge.outputs import write_json_atomic
 from train.clustering import ClusterConfig
+from train.datasets.errors import DatasetError
 from train.labelled_sets import LabelledSet, canonical, load_labelled
 from train.metrics import MIN_SUPPORT, evaluate
-from train.pool import Pool, load_pool
+from train.pool import Pool, load_pool, parse_domains
 from train.pretrain import PretrainConfig, pretrain
 from train.probe import ProbeConfig, extract_features, load_encoder, train_linear_head
 from train.supervised import SupervisedConfig, train_supervised
@@ -76,22 +77,34 @@ PRESETS = {
 }
 
 
+#: Tuple fields that ``--override`` takes, with how their text is read: the pretraining mix
+#: as ``--domains`` writes it, the cluster k as a comma-separated list.
+TUPLE_OVERRIDES: dict[str, Callable[[str], tuple[Any, ...]]] = {
+    "mix": parse_domains,
+    "cluster_ks": lambda text: tuple(int(k) for k in text.split(",")),
+}
+
+
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``KEY=VALUE`` strings -> preset overrides, each value converted to the type of the
-    preset's field (int, float or str fields only); raises ValueError naming the bad item."""
+    preset's field (int, float or str fields, and the tuples of :data:`TUPLE_OVERRIDES`,
+    e.g. ``mix=msl:0.8,ai4mars:0.1,hirise:0.1``); raises ValueError naming the bad item."""
     types = {f.name: type(getattr(BenchmarkPreset("x"), f.name)) for f in fields(BenchmarkPreset)}
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         kind = types.get(key)
-        if not sep or key == "name" or kind not in (int, float, str):
-            scalar = sorted(k for k, t in types.items() if t in (int, float, str) and k != "name")
+        if not sep or key == "name" or (kind not in (int, float, str)
+                                        and key not in TUPLE_OVERRIDES):
+            known = sorted(k for k, t in types.items()
+                           if (t in (int, float, str) or k in TUPLE_OVERRIDES) and k != "name")
             raise ValueError(f"--override {item!r}: want KEY=VALUE with KEY one of "
-                             f"{', '.join(scalar)}")
+                             f"{', '.join(known)}")
         try:
-            out[key] = kind(value)
-        except ValueError:
-            raise ValueError(f"--override {item!r}: {key} takes a {kind.__name__}") from None
+            out[key] = TUPLE_OVERRIDES[key](value) if key in TUPLE_OVERRIDES else kind(value)
+        except (ValueError, DatasetError) as exc:
+            what = "a list" if key in TUPLE_OVERRIDES else f"a {kind.__name__}"
+            raise ValueError(f"--override {item!r}: {key} takes {what} ({exc})") from None
     return out
 
 

@@ -265,7 +265,7 @@ def benchmark_command(
     try:
         overrides = parse_overrides(override)
         if overrides:
-            overrides["name"] = preset + "".join(f"+{k}={v}" for k, v in overrides.items())
+            overrides["name"] = preset + "".join(f"+{item.strip()}" for item in override)
         cfg = BenchmarkConfig(
             preset=preset, seeds=tuple(int(s) for s in seeds.split(",")),
             datasets=tuple(d.strip() for d in datasets.split(",")),

@@ -208,11 +208,14 @@ def test_overrides_take_the_type_of_the_preset_field():
     assert tb.parse_overrides(["supervised_steps=2000", "lr=5e-4", "encoder=small"]) == {
         "supervised_steps": 2000, "lr": 5e-4, "encoder": "small"}
     assert tb.parse_overrides([]) == {}
+    assert tb.parse_overrides(["mix=msl:0.8,ai4mars:0.1,hirise:0.1", "cluster_ks=8,16"]) == {
+        "mix": (("msl", 0.8), ("ai4mars", 0.1), ("hirise", 0.1)), "cluster_ks": (8, 16)}
 
 
 @pytest.mark.parametrize(("item", "match"), [
     ("supervised_steps", "KEY=VALUE"), ("nope=1", "KEY=VALUE"), ("name=x", "KEY=VALUE"),
-    ("cluster_ks=8,16", "KEY=VALUE"), ("supervised_steps=many", "takes a int"),
+    ("seeds=1", "KEY=VALUE"), ("supervised_steps=many", "takes a int"),
+    ("mix=mars:1", "unknown domain"), ("cluster_ks=8,x", "takes a list"),
 ])
 def test_bad_overrides_are_refused(item, match):
     with pytest.raises(ValueError, match=match) as err:
