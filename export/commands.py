@@ -371,7 +371,9 @@ def quantize_command(
                                                          "speed."),
 ) -> None:
     """Static INT8 post-training quantization with ONNX Runtime: every variant of the grid is
-    timed and gated; the fastest that passes is written, with the table in its manifest.
+    timed and gated; the fastest that passes the gate and is at least --min-speedup times the
+    float model (timed side by side) is written, with the table in its manifest. With
+    --float-search N, a failing grid is followed by a search that keeps layers in float.
 
     Example: edge export quantize runs/bundles/student-fp32 --out runs/bundles/student-int8
     """
