@@ -294,24 +294,18 @@ def time_model(model_path: Path, frames: list[np.ndarray], input_name: str, thre
 def side_by_side_speedup(float_path: Path, quant_path: Path, frames: list[np.ndarray],
                          input_name: str, threads: int, repeats: int, rounds: int = 5) -> float:
     """Speed of ``quant_path`` relative to ``float_path`` timed side by side: in each of
-    ``rounds`` rounds both models make ``repeats`` passes over ``frames`` (each
-    (64, C, S, S)), in alternating order; the median over rounds of float / INT8 median ms."""
-    sessions = [_session(float_path, threads), _session(quant_path, threads)]
-    for sess in sessions:
-        sess.run(None, {input_name: frames[0]})
+    ``rounds`` rounds both models are timed by :func:`time_model` (``repeats`` passes over
+    ``frames``), in alternating order; the median over rounds of float / INT8 median ms."""
     ratios = []
     for r in range(rounds):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
         ms = [0.0, 0.0]
-        for k in ((0, 1) if r % 2 == 0 else (1, 0)):
-            times = []
-            for _ in range(repeats):
-                for f in frames:
-                    t0 = time.perf_counter()
-                    sessions[k].run(None, {input_name: f})
-                    times.append(time.perf_counter() - t0)
-            ms[k] = statistics.median(times)
-        ratios.append(ms[0] / ms[1])
-    return round(statistics.median(ratios), 2)
+        for k in order:
+            path = (float_path, quant_path)[k]
+            ms[k] = time_model(path, frames, input_name, threads, repeats)["median_ms"]
+        if ms[1] > 0:  # median_ms is rounded to microseconds
+            ratios.append(ms[0] / ms[1])
+    return round(statistics.median(ratios), 2) if ratios else 0.0
 
 
 def _op_counts(path: Path) -> dict[str, int]:
