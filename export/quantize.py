@@ -427,7 +427,8 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
         search: dict[str, Any] | None = None
         if cfg.float_search > 0 and rows and not any(r["passed"] for r in rows):
             best = max(rows, key=lambda r: r["agreement"])["variant"]
-            search = _float_search(cfg, bundle, calib, results[best][0], tmp, run_and_keep, log)
+            search = _float_search(cfg, bundle, calib, results[best][0], tmp, run_and_keep, log,
+                                   quantized={r[0]: r[2] for r in results.values()})
         key = f"ms_{cfg.threads[0]}t"
         # An INT8 model no faster than its float source is no deployment gain: a variant must
         # also be at least ``min_speedup`` x the float model's speed (default 1.2: timings on
@@ -516,9 +517,12 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
 
 def _float_search(cfg: QuantizeConfig, bundle: Bundle, calib: np.ndarray, base: QuantVariant,
                   tmp: Path, run_step: Callable[[QuantVariant], bool],
-                  log: Callable[[str], None]) -> dict[str, Any]:
+                  log: Callable[[str], None],
+                  quantized: dict[QuantVariant, Path] | None = None
+                  ) -> dict[str, Any]:
     """:func:`export.precision_search.float_search` from ``base``, scoring single-layer
-    candidates on train frames outside the calibration; returns its record."""
+    candidates on train frames outside the calibration; returns its record. ``quantized``:
+    models already written (the grid's), by variant, scored without quantizing again."""
     from export.precision_search import candidate_nodes, float_search, search_tiles
 
     m = bundle.manifest
@@ -530,8 +534,8 @@ def _float_search(cfg: QuantizeConfig, bundle: Bundle, calib: np.ndarray, base: 
     float_pred = predict(bundle.model_path, tiles, m.input_name)
 
     def agreement_of(variant: QuantVariant) -> float:
-        path = quantize_model(bundle.model_path, tmp / "search.onnx", variant, calib,
-                              m.input_name)
+        path = (quantized or {}).get(variant) or quantize_model(
+            bundle.model_path, tmp / "search.onnx", variant, calib, m.input_name)
         return float((predict(path, tiles, m.input_name) == float_pred).mean())
 
     candidates = candidate_nodes(bundle.model_path, float_nodes_of(bundle.model_path, base))
