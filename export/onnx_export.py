@@ -103,6 +103,8 @@ def data_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
                              "(centred square)",
                   "labels": f"{fraction} of train-split originals (with their flipped and "
                             "rotated copies), class-stratified"}
+    if probe_cfg.get("method") == "finetune":
+        labels["labels"] += "; encoder fine-tuned end to end on them"
     domains = dict(ckpt["pretrain_config"].get("domains", [("ai4mars", 1.0)]))
     return labels | {"pretrain": f"unlabelled train-split images, domain mix {domains}"}
 

@@ -284,10 +284,14 @@ def benchmark_command(
 @train_app.command("finetune")
 def finetune_command(
     encoder: Path = typer.Option(..., help="Encoder checkpoint (edge train pretrain)."),
+    out: Path = typer.Option(None, help="Write the fine-tuned model here, as a probe "
+                             "checkpoint that edge export onnx/distill take."),
     dataset: str = typer.Option("ai4mars", help="ai4mars or msl-v2.1."),
     label_fraction: float = typer.Option(0.1, min=0.0001, max=1.0),
     steps: int = typer.Option(400, min=1),
     lr: float = typer.Option(5e-4),
+    probe_first: bool = typer.Option(True, help="Start the head from the linear probe on the "
+                                     "frozen features (LP-FT) rather than at random."),
     seed: int = typer.Option(0),
     data_root: Path = typer.Option(Path(DATA_ROOT), help="The shared data folder."),
     max_frames: int = typer.Option(None, min=1, help="AI4Mars: frames per split, spread."),
@@ -295,37 +299,35 @@ def finetune_command(
     json_out: Path = typer.Option(None, "--json", help="Also write the metrics here."),
 ) -> None:
     """Fine-tune a pretrained encoder end to end with a linear head on a label fraction; prints
-    validation accuracy and mean per-class recall (the weights are not exported).
+    validation accuracy and mean per-class recall, and with --out writes the model.
 
     Example: edge train finetune --encoder runs/pretrain/encoder.pt --label-fraction 0.1
+    --out runs/finetune/finetune.pt
     """
     _require_torch()
     import torch
 
     from edge.outputs import write_json_atomic
     from train.checkpoint import CheckpointError
-    from train.labelled_sets import canonical, load_labelled
-    from train.probe import load_encoder
-    from train.supervised import SupervisedConfig, train_supervised
+    from train.finetune import FinetuneConfig, finetune
     from train.tiles import TileDataConfig
 
     if threads:
         torch.set_num_threads(threads)
+    cfg = FinetuneConfig(
+        encoder=str(encoder), out=str(out) if out else None,
+        data=TileDataConfig(root=str(data_root / "ai4mars-msl-ncam-256"),
+                            max_train_frames=max_frames, max_val_frames=max_frames),
+        dataset=dataset, msl_root=str(data_root / "msl-v2.1"), label_fraction=label_fraction,
+        seed=seed, steps=steps, lr=lr, probe_first=probe_first)
     try:
-        load_encoder(encoder)  # refuse a bad checkpoint before loading any data
-        name = canonical(dataset)
-        data = TileDataConfig(root=str(data_root / "ai4mars-msl-ncam-256"),
-                              max_train_frames=max_frames, max_val_frames=max_frames)
-        msl_root = str(data_root / "msl-v2.1")
-        train = load_labelled(name, "train", data, msl_root)
-        val = load_labelled(name, "val", data, msl_root)
-        subset = train.subset(train.fraction(label_fraction, seed))
-        metrics = train_supervised(subset, val, SupervisedConfig(
-            steps=steps, lr=lr, seed=seed, init_encoder=str(encoder)),
-            min_support=1 if name == "msl-v2.1" else 10)
+        metrics = finetune(cfg, log=typer.echo)
     except (CheckpointError, DatasetError) as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"{name} validation: accuracy {metrics['accuracy']:.4f}, mean recall "
-               f"{metrics['mean_recall']:.4f} ({metrics['train_items']} labelled items)")
+    typer.echo(f"{metrics['dataset']} validation: accuracy {metrics['accuracy']:.4f}, mean "
+               f"recall {metrics['mean_recall']:.4f} ({metrics['labelled_items']} labelled "
+               "items)")
+    if out:
+        typer.echo(f"fine-tuned checkpoint: {out}")
     if json_out:
         write_json_atomic(json_out, metrics)

@@ -16,13 +16,15 @@ from train.augment import AugmentConfig, augment
 from train.labelled_sets import LabelledSet
 from train.metrics import evaluate
 from train.models import ENCODER_PRESETS, Encoder, TileClassifier
-from train.probe import load_encoder
+from train.probe import ProbeConfig, extract_features, load_encoder, train_linear_head
 
 
 @dataclass(frozen=True)
 class SupervisedConfig:
     """``steps`` of AdamW on batches drawn with replacement from the labelled subset;
-    ``init_encoder``: an encoder checkpoint to fine-tune (``preset`` is then unused)."""
+    ``init_encoder``: an encoder checkpoint to fine-tune (``preset`` is then unused);
+    ``probe_first``: when fine-tuning, start from a linear probe trained on the frozen
+    encoder's features (LP-FT) instead of a random head."""
 
     preset: str = "tiny"
     steps: int = 400
@@ -33,6 +35,7 @@ class SupervisedConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     init_encoder: str | None = None
+    probe_first: bool = False
 
 
 @torch.no_grad()
@@ -43,13 +46,21 @@ def predict(model: nn.Module, inputs: np.ndarray, batch: int = 2048) -> np.ndarr
                       for i in range(0, len(inputs), batch)]).numpy()
 
 
-def train_supervised(train: LabelledSet, val: LabelledSet, cfg: SupervisedConfig,
-                     min_support: int = 10,
-                     also_evaluate: dict[str, LabelledSet] | None = None) -> dict[str, Any]:
-    """Train on ``train`` (already the labelled subset), evaluate on ``val``: metrics of
-    :func:`train.metrics.evaluate` plus ``train_items`` and ``seconds``; the same model's
-    metrics on each ``also_evaluate`` set under its name."""
-    t0 = time.perf_counter()
+def initial_head(encoder: Encoder, train: LabelledSet, cfg: SupervisedConfig) -> nn.Linear:
+    """The head training starts from: a random nn.Linear(D, K), or with ``cfg.probe_first``
+    (and a pretrained encoder) the class-balanced linear probe on the frozen encoder's
+    features of the un-augmented train inputs (N, C, S, S)."""
+    k = len(train.classes)
+    if not (cfg.probe_first and cfg.init_encoder):
+        return nn.Linear(encoder.config.feature_dim, k)
+    feats = extract_features(encoder, train.inputs)
+    return train_linear_head(feats, torch.from_numpy(train.labels), k,
+                             ProbeConfig(seed=cfg.seed, class_balanced=cfg.class_balanced))
+
+
+def fit_supervised(train: LabelledSet, cfg: SupervisedConfig) -> TileClassifier:
+    """Train encoder + linear head on ``train`` (already the labelled subset): from scratch,
+    or from ``cfg.init_encoder``; returns the model (inputs (B, C, S, S) -> logits (B, K))."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     k = len(train.classes)
@@ -57,7 +68,7 @@ def train_supervised(train: LabelledSet, val: LabelledSet, cfg: SupervisedConfig
         encoder, _ = load_encoder(cfg.init_encoder)
     else:
         encoder = Encoder(ENCODER_PRESETS[cfg.preset])
-    model = TileClassifier(encoder, nn.Linear(encoder.config.feature_dim, k))
+    model = TileClassifier(encoder, initial_head(encoder, train, cfg))
     model = model.to(memory_format=torch.channels_last)
     labels = torch.from_numpy(train.labels)
     weight = None
@@ -79,6 +90,17 @@ def train_supervised(train: LabelledSet, val: LabelledSet, cfg: SupervisedConfig
         loss.backward()
         opt.step()
         sched.step()
+    return model
+
+
+def train_supervised(train: LabelledSet, val: LabelledSet, cfg: SupervisedConfig,
+                     min_support: int = 10,
+                     also_evaluate: dict[str, LabelledSet] | None = None) -> dict[str, Any]:
+    """Train on ``train`` (already the labelled subset) with :func:`fit_supervised`, evaluate
+    on ``val``: metrics of :func:`train.metrics.evaluate` plus ``train_items`` and
+    ``seconds``; the same model's metrics on each ``also_evaluate`` set under its name."""
+    t0 = time.perf_counter()
+    model = fit_supervised(train, cfg)
     metrics = evaluate(predict(model, val.inputs), val.labels, val.classes, min_support)
     for name, extra in (also_evaluate or {}).items():
         metrics[name] = evaluate(predict(model, extra.inputs), extra.labels, extra.classes,
