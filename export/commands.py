@@ -347,7 +347,7 @@ def quantize_command(
                                                      "instead of the train split."),
     calib_frames: int = typer.Option(64, min=1, help="Calibration frames, spread evenly."),
     val_frames: int = typer.Option(None, min=1, help="Val frames for the gate (default all)."),
-    grid: str = typer.Option("full", help="full (28 variants) or short (12)."),
+    grid: str = typer.Option("full", help="full (29 variants) or short (13)."),
     variants: str = typer.Option("", help="Only these variants (comma-separated names)."),
     repeats: int = typer.Option(10, min=1, help="Timing passes over 16 frames per variant."),
     threads: str = typer.Option("1,2", help="Thread counts to time; the first one ranks."),

@@ -59,7 +59,10 @@ class QuantizeError(Exception):
 
 @dataclass(frozen=True)
 class QuantVariant:
-    """One point of the grid; ``symmetric`` forces zero-point 0 (TensorRT)."""
+    """One point of the grid; ``symmetric`` forces zero-point 0 (TensorRT). ``weights``:
+    ``s8`` (int8, ONNX Runtime's U8S8 kernels, which on x86 without VNNI multiply with
+    VPMADDUBSW and can saturate its 16-bit pair sums) or ``u8`` (uint8 with zero point 128,
+    the U8U8 kernels, which do not saturate; QDQ only); symmetric either way."""
 
     fmt: str = "qdq"
     activation: str = "u8"
@@ -69,14 +72,17 @@ class QuantVariant:
     stem_float: bool = False
     head_float: bool = False
     float_nodes: tuple[str, ...] = ()
+    weights: str = "s8"
 
     @property
     def name(self) -> str:
-        """e.g. ``qdq-u8-pc-minmax`` (``pt``: per-tensor weights; ``-sym``: symmetric;
+        """e.g. ``qdq-u8-pc-minmax`` (``u8u8``: uint8 weights too; ``pt``: per-tensor
+        weights; ``-sym``: symmetric;
         ``-stemfp``: the first convolution kept in float; ``-headfp``: the node that makes
         the logits kept in float, so that they are not rounded to an 8-bit grid; ``+Nfp``:
         N more nodes kept in float by :mod:`export.precision_search`)."""
-        return (f"{self.fmt}-{self.activation}-{'pc' if self.per_channel else 'pt'}-"
+        weights = "u8" if self.weights == "u8" else ""
+        return (f"{self.fmt}-{self.activation}{weights}-{'pc' if self.per_channel else 'pt'}-"
                 f"{self.calibration}{'-sym' if self.symmetric else ''}"
                 f"{'-stemfp' if self.stem_float else ''}{'-headfp' if self.head_float else ''}"
                 f"{f'+{len(self.float_nodes)}fp' if self.float_nodes else ''}")
@@ -86,10 +92,11 @@ TRT_VARIANT = QuantVariant("qdq", "s8", True, "minmax", symmetric=True)
 
 
 def variant_grid(full: bool = True) -> list[QuantVariant]:
-    """The full grid (24 points, plus 2 with the first convolution kept in float and 2 with
-    the first convolution and the logits' node in float), or (``full=False``) format x
-    activation x per-channel with MinMax plus Entropy and Percentile on QDQ/U8/per-channel,
-    and the QDQ mixed-precision points (12 points)."""
+    """The full grid (24 points, plus 2 with the first convolution kept in float, 2 with
+    the first convolution and the logits' node in float, and the QDQ one of those with uint8
+    weights), or
+    (``full=False``) format x activation x per-channel with MinMax plus Entropy and
+    Percentile on QDQ/U8/per-channel, and the QDQ mixed-precision points (13 points)."""
     grid = [QuantVariant(f, a, pc, c) for f in FORMATS for a in ACTIVATIONS
             for pc in (False, True) for c in CALIBRATIONS]
     # Mixed precision, measured after the per-layer comparison showed the error entering at
@@ -99,6 +106,10 @@ def variant_grid(full: bool = True) -> list[QuantVariant]:
     # margins below one uint8 step of the logits, so the head's output stays float too.
     grid += [QuantVariant(f, "u8", True, "percentile", stem_float=True, head_float=True)
              for f in FORMATS]
+    # ONNX Runtime's remedy for U8S8 saturation on AVX2 CPUs without VNNI: uint8 weights
+    # (QDQ only: its QOperator converter writes per-channel weights as int8 whatever it is asked).
+    grid += [QuantVariant("qdq", "u8", True, "percentile", stem_float=True, head_float=True,
+                          weights="u8")]
     if full:
         return grid
     return [v for v in grid if v.calibration == "minmax"
@@ -233,6 +244,9 @@ def quantize_model(float_path: Path, out_path: Path, variant: QuantVariant,
         quantize_static,
     )
 
+    if variant.weights == "u8" and variant.fmt != "qdq":
+        raise QuantizeError(f"{variant.name}: uint8 weights need the QDQ format (ONNX "
+                            "Runtime's QOperator converter writes per-channel weights as int8)")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[variant.calibration]
     act = QuantType.QUInt8 if variant.activation == "u8" else QuantType.QInt8
@@ -247,7 +261,8 @@ def quantize_model(float_path: Path, out_path: Path, variant: QuantVariant,
         extra |= {"QuantizeBias": False, "CalibTensorRangeSymmetric": True}
     quantize_static(str(float_path), str(out_path), TileReader(input_name, tiles),
                     quant_format=fmt, per_channel=variant.per_channel, activation_type=act,
-                    weight_type=QuantType.QInt8, calibrate_method=method, extra_options=extra,
+                    weight_type=QuantType.QUInt8 if variant.weights == "u8" else QuantType.QInt8,
+                    calibrate_method=method, extra_options=extra,
                     nodes_to_exclude=exclude or None)
     return out_path
 

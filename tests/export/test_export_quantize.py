@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -37,10 +38,10 @@ def calib():
 
 def test_grid_covers_every_axis():
     grid = variant_grid(True)
-    assert len(grid) == 28 and len({v.name for v in grid}) == 28
+    assert len(grid) == 29 and len({v.name for v in grid}) == 29
     short = variant_grid(False)
-    assert len(short) == 12  # the counts that the docstring and --grid's help state
-    for axis in ("fmt", "activation", "per_channel", "calibration"):
+    assert len(short) == 13  # the counts that the docstring and --grid's help state
+    for axis in ("fmt", "activation", "per_channel", "calibration", "weights"):
         assert len({getattr(v, axis) for v in short}) > 1
 
 
@@ -51,6 +52,31 @@ def test_quantized_model_has_int8_operators(student, calib, tmp_path, fmt, op):
                          calib, "tiles")
     assert op in _ops(out)
     onnx.checker.check_model(onnx.load(str(out)))
+
+
+def test_u8_weights_are_uint8_with_zero_point_128(student, calib, tmp_path):
+    src = load_bundle(student["bundle"]).model_path
+    variant = QuantVariant("qdq", "u8", True, "percentile", weights="u8")
+    assert variant.name == "qdq-u8u8-pc-percentile"
+    model = onnx.load(str(quantize_model(src, tmp_path / "q.onnx", variant, calib, "tiles")))
+    init = {t.name: t for t in model.graph.initializer}
+    weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] in init and len(init[n.input[0]].dims) == 4]
+    assert weights
+    for node in weights:
+        assert init[node.input[0]].data_type == onnx.TensorProto.UINT8
+        assert set(numpy_helper.to_array(init[node.input[2]]).ravel().tolist()) == {128}
+    same_s8 = onnx.load(str(quantize_model(src, tmp_path / "s.onnx", replace(variant, weights="s8"),
+                                           calib, "tiles")))
+    assert {t.data_type for t in same_s8.graph.initializer if len(t.dims) == 4} == {
+        onnx.TensorProto.INT8}
+
+
+def test_u8_weights_in_qoperator_form_are_refused(student, calib, tmp_path):
+    with pytest.raises(QuantizeError, match="uint8 weights need the QDQ format"):
+        quantize_model(load_bundle(student["bundle"]).model_path, tmp_path / "q.onnx",
+                       QuantVariant("qoperator", "u8", True, "minmax", weights="u8"), calib,
+                       "tiles")
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
