@@ -160,9 +160,10 @@ def largest_sqnr_step(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def write_layer_report(path: str | Path, gate: GateResult, rows: list[dict[str, Any]],
-                       variant: str, note: str = "") -> Path:
-    """Write the gate verdict and the per-layer rows as JSON and a Markdown table beside it;
-    returns the JSON path."""
+                       variant: str, note: str = "",
+                       kernels: dict[str, Any] | None = None) -> Path:
+    """Write the gate verdict, the per-layer rows and (``kernels``) the fused-vs-reference
+    kernel check as JSON and a Markdown table beside it; returns the JSON path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = next((r["tensor"] for r in rows
@@ -170,13 +171,18 @@ def write_layer_report(path: str | Path, gate: GateResult, rows: list[dict[str, 
     step = largest_sqnr_step(rows)
     data = {"variant": variant, "gate": gate.to_dict(), "error_enters_at": entry,
             "largest_sqnr_drop": step, "sqnr_alarm_db": SQNR_ALARM_DB, "note": note,
-            "layers": rows}
+            "kernel_check": kernels, "layers": rows}
     path.write_text(json.dumps(data, indent=2) + "\n")
     lines = [f"# INT8 gate failure: {variant}", "", *[f"- {f}" for f in gate.failures],
              f"- first tensor below {SQNR_ALARM_DB:g} dB SQNR: {entry or 'none'}",
              "- largest SQNR drop from one tensor to the next: "
              + (f"{step['tensor']} ({step['drop_db']:.1f} dB)" if step else "none"),
-             *([f"- {note}"] if note else []), "",
+             *([f"- {note}"] if note else []),
+             *([f"- fused INT8 kernels vs the same Q/DQ graph in float arithmetic: "
+                f"{kernels['fused_vs_reference']} of {kernels['tiles']} val tiles predicted "
+                f"differently, largest logit difference {kernels['max_abs_logit_diff']:.3g} "
+                "(many: the kernels; few: the quantization grid)"]
+               if kernels else []), "",
              "| tensor | op | relative error | SQNR dB | cosine |", "|---|---|---|---|---|"]
     for r in rows:
         fmt = [f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k])

@@ -269,10 +269,12 @@ def quantize_model(float_path: Path, out_path: Path, variant: QuantVariant,
     return out_path
 
 
-def _session(model_path: Path, threads: int) -> Any:
+def _session(model_path: Path, threads: int, optimize: bool = True) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -282,9 +284,10 @@ def _session(model_path: Path, threads: int) -> Any:
 
 
 def predict(model_path: Path, tiles: np.ndarray, input_name: str, threads: int = 2,
-            batch: int = 4096) -> np.ndarray:
-    """Class predictions (N,) of an ONNX model on tiles (N, C, S, S)."""
-    sess = _session(model_path, threads)
+            batch: int = 4096, optimize: bool = True) -> np.ndarray:
+    """Class predictions (N,) of an ONNX model on tiles (N, C, S, S); ``optimize=False`` runs
+    the graph as written (a QDQ model then computes in float on dequantized values)."""
+    sess = _session(model_path, threads, optimize)
     out = [sess.run(None, {input_name: tiles[i:i + batch]})[0].argmax(1)
            for i in range(0, len(tiles), batch)]
     return np.concatenate(out)
@@ -350,12 +353,32 @@ def _int8_manifest(base: Manifest, precision: str, variant: QuantVariant, row: d
                     provenance=prov, metrics=metrics)
 
 
+def kernel_check(quant_path: Path, qdq_path: Path, tiles: np.ndarray, input_name: str
+                 ) -> dict[str, Any]:
+    """Whether an INT8 model's error comes from the target's INT8 kernels or from the
+    quantization grid: its predictions (fused kernels) against the QDQ graph ``qdq_path`` run
+    as written (float arithmetic on the dequantized values) on ``tiles`` (N, C, S, S). Many
+    differing tiles point at the kernels (e.g. U8S8 saturation on x86 without VNNI); few,
+    at the grid itself. Also the largest |logit difference|."""
+
+    def logits(path: Path, optimize: bool) -> np.ndarray:
+        sess = _session(path, 2, optimize)
+        return np.concatenate([sess.run(None, {input_name: tiles[i:i + 4096]})[0]
+                               for i in range(0, len(tiles), 4096)])
+
+    fused, reference = logits(quant_path, True), logits(qdq_path, False)
+    return {"tiles": int(len(tiles)),
+            "fused_vs_reference": int((fused.argmax(1) != reference.argmax(1)).sum()),
+            "max_abs_logit_diff": round(float(np.abs(fused - reference).max()), 6)}
+
+
 def _failure_report(cfg_out: Path, float_path: Path, variant: QuantVariant, gate: GateResult,
                     calib: np.ndarray, val: np.ndarray, input_name: str, tmp: Path) -> Path:
-    """Per-layer comparison for a failed variant (a QOperator model is compared through its
-    QDQ twin with the same settings: QOperator tensors carry no float names)."""
+    """Per-layer comparison and :func:`kernel_check` for a failed variant (a QOperator model is
+    compared through its QDQ twin with the same settings: QOperator tensors carry no float
+    names)."""
     note = ""
-    model = tmp / f"{variant.name}.onnx"
+    quantized = model = tmp / f"{variant.name}.onnx"
     if variant.fmt == "qoperator":
         twin = replace(variant, fmt="qdq")
         model = quantize_model(float_path, tmp / f"{twin.name}.twin.onnx", twin, calib,
@@ -363,7 +386,8 @@ def _failure_report(cfg_out: Path, float_path: Path, variant: QuantVariant, gate
         note = f"QOperator model compared through its QDQ twin {twin.name}"
     rows = layer_errors(float_path, model, val[:512])
     return write_layer_report(cfg_out.parent / f"{cfg_out.name}.gate-report.json", gate, rows,
-                              variant.name, note)
+                              variant.name, note,
+                              kernel_check(quantized, model, val, input_name))
 
 
 def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> dict[str, Any]:

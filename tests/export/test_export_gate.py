@@ -68,7 +68,9 @@ def test_a_failed_gate_leaves_no_bundle_and_writes_the_report(student, ai4mars_d
     report = json.loads(info.value.report.read_text())
     assert report["gate"]["passed"] is False and report["layers"]
     assert "QDQ twin" in report["note"]
-    assert info.value.report.with_suffix(".md").is_file()
+    assert report["kernel_check"]["tiles"] > 0
+    assert 0 <= report["kernel_check"]["fused_vs_reference"] <= report["kernel_check"]["tiles"]
+    assert "fused INT8 kernels" in info.value.report.with_suffix(".md").read_text()
 
 
 def test_cli_gate_failure_exits_1_naming_the_report(student, ai4mars_dir, tmp_path, capsys,

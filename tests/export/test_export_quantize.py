@@ -18,6 +18,7 @@ from export.quantize import (
     QuantizeConfig,
     QuantizeError,
     QuantVariant,
+    kernel_check,
     quantize_bundle,
     quantize_model,
     variant_grid,
@@ -70,6 +71,22 @@ def test_u8_weights_are_uint8_with_zero_point_128(student, calib, tmp_path):
                                            calib, "tiles")))
     assert {t.data_type for t in same_s8.graph.initializer if len(t.dims) == 4} == {
         onnx.TensorProto.INT8}
+
+
+def test_kernel_check_tells_kernel_error_from_grid_error(student, calib, tmp_path):
+    src = load_bundle(student["bundle"]).model_path
+    quant = quantize_model(src, tmp_path / "q.onnx", QuantVariant("qdq", "u8", False, "minmax"),
+                           calib, "tiles")
+    own = kernel_check(quant, quant, calib, "tiles")
+    assert own["tiles"] == len(calib)
+    # Fused kernels and the graph as written compute the same quantized model...
+    assert own["fused_vs_reference"] <= 1
+    # ...while a different quantized model (calibrated on 50x wider ranges, a coarse grid) is
+    # told apart.
+    coarse = quantize_model(src, tmp_path / "c.onnx", QuantVariant("qdq", "u8", False, "minmax"),
+                            calib * 50, "tiles")
+    other = kernel_check(quant, coarse, calib, "tiles")
+    assert other["max_abs_logit_diff"] > 10 * own["max_abs_logit_diff"] > 0
 
 
 def test_u8_weights_in_qoperator_form_are_refused(student, calib, tmp_path):
