@@ -34,6 +34,17 @@ def test_gate_fails_on_low_agreement_even_without_accuracy_loss():
     assert not gate.passed and "agreement" in gate.failures[0]
 
 
+def test_agreement_one_tile_short_names_the_counts():
+    labels = np.arange(43841) % 4
+    int8 = labels.copy()
+    int8[:438] = (labels[:438] + 1) % 4               # 438 of 43,841 differ: 99.0009%
+    assert check_gate(labels, int8, labels, CLASSES, max_accuracy_drop=1.0).passed
+    int8[:439] = (labels[:439] + 1) % 4               # 439: 98.99865%, "0.9900" at 4 places
+    gate = check_gate(labels, int8, labels, CLASSES, max_accuracy_drop=1.0)
+    assert gate.failures == ["agreement with the float model 0.98998 < 0.99 (439 of 43841 "
+                             "tiles differ, at most 438 may)"]
+
+
 def test_gate_fails_on_accuracy_drop_and_passes_at_the_limit():
     labels = np.arange(1000) % 4
     int8 = labels.copy()
