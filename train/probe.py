@@ -15,7 +15,7 @@ from torch import nn
 from train.checkpoint import git_revision, load_checkpoint, save_atomic
 from train.datasets.errors import DatasetError
 from train.datasets.whole_image import WHOLE_IMAGE_TILING
-from train.labelled_sets import canonical, load_labelled
+from train.labelled_sets import LabelledSet, canonical, load_labelled
 from train.metrics import MIN_SUPPORT, evaluate
 from train.models import Encoder, EncoderConfig
 from train.tiles import TileDataConfig, default_data_root
@@ -103,48 +103,79 @@ def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: in
     return fold_standardization(head, mean, std) if cfg.standardize else head
 
 
+SPLIT_DESCRIPTIONS = {"ai4mars": "validation (clock-ordered, latest 20% of frames)",
+                      "msl-v2.1": "validation (published val-set-v2.1, by sol)"}
+
+
+@dataclass
+class LabelledRun:
+    """A dataset loaded for one encoder: ``train`` and ``val`` sets at the encoder's input
+    size, the drawn labelled subset ``idx`` of ``train``, and the unit counted."""
+
+    name: str
+    train: LabelledSet
+    val: LabelledSet
+    idx: np.ndarray
+    unit: str
+
+
+def load_for_encoder(enc_ckpt: dict[str, Any], data: TileDataConfig, dataset: str,
+                     msl_root: str, label_fraction: float, seed: int) -> LabelledRun:
+    """Load ``dataset``'s train and val sets with inputs at the size the encoder was
+    pretrained on (whatever ``data`` says) and draw the class-stratified labelled subset;
+    DatasetError when the fraction selects nothing."""
+    name = canonical(dataset)
+    data = replace(data, tile_pixels=int(enc_ckpt["input"]["tile_pixels"]))
+    train = load_labelled(name, "train", data, msl_root)
+    val = load_labelled(name, "val", data, msl_root)
+    idx = train.fraction(label_fraction, seed)
+    if not len(idx):
+        raise DatasetError(f"{name}: a {label_fraction:.2%} label fraction selects no "
+                           "train items; raise --label-fraction")
+    return LabelledRun(name, train, val, idx, "tiles" if name == "ai4mars" else "images")
+
+
+def classifier_checkpoint(run: LabelledRun, enc_ckpt: dict[str, Any], encoder_path: str,
+                          encoder: nn.Module, head: nn.Linear, config: dict[str, Any],
+                          metrics: dict[str, Any]) -> dict[str, Any]:
+    """The ``probe`` checkpoint dict that ``edge export onnx`` and ``distill`` take: encoder and
+    head states, classes, input, tiling (whole-image for MSL), pretraining and head configs."""
+    return {
+        "kind": "probe",
+        "encoder_checkpoint": encoder_path,
+        "encoder_config": enc_ckpt["encoder_config"],
+        "encoder_state": encoder.state_dict(),
+        "head_state": head.state_dict(),
+        "classes": run.train.classes,
+        "input": enc_ckpt["input"],
+        "tiling": enc_ckpt["tiling"] if run.name == "ai4mars" else asdict(WHOLE_IMAGE_TILING),
+        "pretrain_config": enc_ckpt["config"],
+        "probe_config": config,
+        "metrics": metrics,
+        "git_revision": git_revision(),
+    }
+
+
 def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
     """Train and evaluate the probe; writes ``cfg.out`` and returns validation metrics."""
     t0 = time.perf_counter()
     encoder, enc_ckpt = load_encoder(cfg.encoder)
-    name = canonical(cfg.dataset)
-    # Inputs at the size the encoder was pretrained on, whatever cfg.data's default says.
-    data = replace(cfg.data, tile_pixels=int(enc_ckpt["input"]["tile_pixels"]))
-    train = load_labelled(name, "train", data, cfg.msl_root)
-    val = load_labelled(name, "val", data, cfg.msl_root)
-    idx = train.fraction(cfg.label_fraction, cfg.seed)
-    if not len(idx):
-        raise DatasetError(f"{name}: a {cfg.label_fraction:.2%} label fraction selects no "
-                           "train items; raise --label-fraction")
-    unit = "tiles" if name == "ai4mars" else "images"
-    log(f"{len(idx)} labelled train {unit} ({cfg.label_fraction:.0%} of {len(train.labels)}), "
-        f"{len(val.labels)} val {unit}")
+    run = load_for_encoder(enc_ckpt, cfg.data, cfg.dataset, cfg.msl_root, cfg.label_fraction,
+                           cfg.seed)
+    train, val, idx = run.train, run.val, run.idx
+    log(f"{len(idx)} labelled train {run.unit} ({cfg.label_fraction:.0%} of "
+        f"{len(train.labels)}), {len(val.labels)} val {run.unit}")
     feats = extract_features(encoder, train.inputs[idx])
     head = train_linear_head(feats, torch.from_numpy(train.labels[idx]), len(train.classes), cfg)
     with torch.no_grad():
         pred = head(extract_features(encoder, val.inputs)).argmax(1).numpy()
-    split = ("validation (clock-ordered, latest 20% of frames)" if name == "ai4mars"
-             else "validation (published val-set-v2.1, by sol)")
-    metrics = evaluate(pred, val.labels, train.classes, MIN_SUPPORT[name]) | {
-        "dataset": name, "split": split, "unit": unit,
+    metrics = evaluate(pred, val.labels, train.classes, MIN_SUPPORT[run.name]) | {
+        "dataset": run.name, "split": SPLIT_DESCRIPTIONS[run.name], "unit": run.unit,
         "label_fraction": cfg.label_fraction, "labelled_items": int(len(idx)),
         "val_frames": val.frames,
     }
-    tiling = enc_ckpt["tiling"] if name == "ai4mars" else asdict(WHOLE_IMAGE_TILING)
-    save_atomic({
-        "kind": "probe",
-        "encoder_checkpoint": str(cfg.encoder),
-        "encoder_config": enc_ckpt["encoder_config"],
-        "encoder_state": encoder.state_dict(),
-        "head_state": head.state_dict(),
-        "classes": train.classes,
-        "input": enc_ckpt["input"],
-        "tiling": tiling,
-        "pretrain_config": enc_ckpt["config"],
-        "probe_config": asdict(cfg),
-        "metrics": metrics,
-        "git_revision": git_revision(),
-    }, cfg.out)
+    save_atomic(classifier_checkpoint(run, enc_ckpt, str(cfg.encoder), encoder, head,
+                                      asdict(cfg), metrics), cfg.out)
     log(json.dumps({k: metrics[k] for k in ("accuracy", "mean_recall", "tiles")})
         + f" in {time.perf_counter() - t0:.1f} s")
     return metrics
