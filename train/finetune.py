@@ -6,30 +6,28 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from train.checkpoint import save_atomic
 from train.metrics import MIN_SUPPORT, evaluate
-from train.probe import SPLIT_DESCRIPTIONS, classifier_checkpoint, load_encoder, load_for_encoder
+from train.probe import (
+    SPLIT_DESCRIPTIONS,
+    LabelledRunConfig,
+    classifier_checkpoint,
+    load_encoder,
+    load_for_encoder,
+)
 from train.supervised import SupervisedConfig, fit_supervised, predict
-from train.tiles import TileDataConfig, default_data_root
 
 
 @dataclass
-class FinetuneConfig:
-    """Fine-tune ``encoder`` with a linear head on a class-stratified ``label_fraction`` of
-    ``dataset``'s train labels (drawn as the probe draws them, by ``seed``); ``out``: the
-    checkpoint to write (None: metrics only). ``probe_first``: LP-FT, the head starts as the
-    linear probe on the frozen features."""
+class FinetuneConfig(LabelledRunConfig):
+    """Fine-tune ``encoder`` with a linear head on the labelled subset (drawn as the probe
+    draws it); ``out``: the checkpoint to write (None: metrics only). ``probe_first``: LP-FT,
+    the head starts as the linear probe on the frozen features."""
 
-    encoder: str = "runs/pretrain/encoder.pt"
     out: str | None = "runs/finetune/finetune.pt"
-    data: TileDataConfig = field(default_factory=TileDataConfig)
-    dataset: str = "ai4mars"
-    msl_root: str = str(default_data_root() / "msl-v2.1")
-    label_fraction: float = 0.1
-    seed: int = 0
     steps: int = 400
     lr: float = 5e-4
     probe_first: bool = True
@@ -41,8 +39,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
     ``probe_config`` with ``method: finetune``) and returns the validation metrics."""
     t0 = time.perf_counter()
     _, enc_ckpt = load_encoder(cfg.encoder)  # a bad checkpoint is refused before any data
-    run = load_for_encoder(enc_ckpt, cfg.data, cfg.dataset, cfg.msl_root, cfg.label_fraction,
-                           cfg.seed)
+    run = load_for_encoder(enc_ckpt, cfg)
     log(f"fine-tuning on {len(run.idx)} labelled train {run.unit} "
         f"({cfg.label_fraction:.0%}), {cfg.steps} steps, "
         f"{'probe-first head' if cfg.probe_first else 'random head'}")

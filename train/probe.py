@@ -22,18 +22,25 @@ from train.tiles import TileDataConfig, default_data_root
 
 
 @dataclass
-class ProbeConfig:
-    """Train a linear head on a class-stratified ``label_fraction`` of ``dataset``'s train
-    labels: scored AI4Mars tiles (``ai4mars``), or whole MSL images drawn over originals
-    (``msl-v2.1``, inputs from the centred square, :data:`WHOLE_IMAGE_TILING`)."""
+class LabelledRunConfig:
+    """What a head on a pretrained ``encoder`` learns from: a class-stratified
+    ``label_fraction`` of ``dataset``'s train labels drawn by ``seed``: scored AI4Mars tiles
+    (``ai4mars``), or whole MSL images drawn over originals (``msl-v2.1``, inputs from the
+    centred square, :data:`WHOLE_IMAGE_TILING`)."""
 
     encoder: str = "runs/pretrain/encoder.pt"
-    out: str = "runs/probe/probe.pt"
     data: TileDataConfig = field(default_factory=TileDataConfig)
     dataset: str = "ai4mars"
     msl_root: str = str(default_data_root() / "msl-v2.1")
     label_fraction: float = 0.1
     seed: int = 0
+
+
+@dataclass
+class ProbeConfig(LabelledRunConfig):
+    """Train a linear head on frozen features of the labelled subset; written to ``out``."""
+
+    out: str = "runs/probe/probe.pt"
     steps: int = 500
     lr: float = 1e-2
     weight_decay: float = 1e-4
@@ -119,18 +126,17 @@ class LabelledRun:
     unit: str
 
 
-def load_for_encoder(enc_ckpt: dict[str, Any], data: TileDataConfig, dataset: str,
-                     msl_root: str, label_fraction: float, seed: int) -> LabelledRun:
-    """Load ``dataset``'s train and val sets with inputs at the size the encoder was
-    pretrained on (whatever ``data`` says) and draw the class-stratified labelled subset;
+def load_for_encoder(enc_ckpt: dict[str, Any], cfg: LabelledRunConfig) -> LabelledRun:
+    """Load ``cfg.dataset``'s train and val sets with inputs at the size the encoder was
+    pretrained on (whatever ``cfg.data`` says) and draw the class-stratified labelled subset;
     DatasetError when the fraction selects nothing."""
-    name = canonical(dataset)
-    data = replace(data, tile_pixels=int(enc_ckpt["input"]["tile_pixels"]))
-    train = load_labelled(name, "train", data, msl_root)
-    val = load_labelled(name, "val", data, msl_root)
-    idx = train.fraction(label_fraction, seed)
+    name = canonical(cfg.dataset)
+    data = replace(cfg.data, tile_pixels=int(enc_ckpt["input"]["tile_pixels"]))
+    train = load_labelled(name, "train", data, cfg.msl_root)
+    val = load_labelled(name, "val", data, cfg.msl_root)
+    idx = train.fraction(cfg.label_fraction, cfg.seed)
     if not len(idx):
-        raise DatasetError(f"{name}: a {label_fraction:.2%} label fraction selects no "
+        raise DatasetError(f"{name}: a {cfg.label_fraction:.2%} label fraction selects no "
                            "train items; raise --label-fraction")
     return LabelledRun(name, train, val, idx, "tiles" if name == "ai4mars" else "images")
 
@@ -160,8 +166,7 @@ def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
     """Train and evaluate the probe; writes ``cfg.out`` and returns validation metrics."""
     t0 = time.perf_counter()
     encoder, enc_ckpt = load_encoder(cfg.encoder)
-    run = load_for_encoder(enc_ckpt, cfg.data, cfg.dataset, cfg.msl_root, cfg.label_fraction,
-                           cfg.seed)
+    run = load_for_encoder(enc_ckpt, cfg)
     train, val, idx = run.train, run.val, run.idx
     log(f"{len(idx)} labelled train {run.unit} ({cfg.label_fraction:.0%} of "
         f"{len(train.labels)}), {len(val.labels)} val {run.unit}")
