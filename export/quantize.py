@@ -94,9 +94,8 @@ TRT_VARIANT = QuantVariant("qdq", "s8", True, "minmax", symmetric=True)
 def variant_grid(full: bool = True) -> list[QuantVariant]:
     """The full grid (24 points, plus 2 with the first convolution kept in float, 2 with
     the first convolution and the logits' node in float, and the QDQ one of those with uint8
-    weights), or
-    (``full=False``) format x activation x per-channel with MinMax plus Entropy and
-    Percentile on QDQ/U8/per-channel, and the QDQ mixed-precision points (13 points)."""
+    weights), or (``full=False``) format x activation x per-channel with MinMax plus Entropy
+    and Percentile on QDQ/U8/per-channel, and the QDQ mixed-precision points (13 points)."""
     grid = [QuantVariant(f, a, pc, c) for f in FORMATS for a in ACTIVATIONS
             for pc in (False, True) for c in CALIBRATIONS]
     # Mixed precision, measured after the per-layer comparison showed the error entering at
@@ -252,6 +251,7 @@ def quantize_model(float_path: Path, out_path: Path, variant: QuantVariant,
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[variant.calibration]
     act = QuantType.QUInt8 if variant.activation == "u8" else QuantType.QInt8
+    weight = QuantType.QUInt8 if variant.weights == "u8" else QuantType.QInt8
     fmt = QuantFormat.QDQ if variant.fmt == "qdq" else QuantFormat.QOperator
     extra = {"WeightSymmetric": True, "ActivationSymmetric": variant.symmetric}
     if variant.calibration == "percentile":
@@ -263,8 +263,7 @@ def quantize_model(float_path: Path, out_path: Path, variant: QuantVariant,
         extra |= {"QuantizeBias": False, "CalibTensorRangeSymmetric": True}
     quantize_static(str(float_path), str(out_path), TileReader(input_name, tiles),
                     quant_format=fmt, per_channel=variant.per_channel, activation_type=act,
-                    weight_type=QuantType.QUInt8 if variant.weights == "u8" else QuantType.QInt8,
-                    calibrate_method=method, extra_options=extra,
+                    weight_type=weight, calibrate_method=method, extra_options=extra,
                     nodes_to_exclude=exclude or None)
     return out_path
 
@@ -283,14 +282,19 @@ def _session(model_path: Path, threads: int, optimize: bool = True) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
-def predict(model_path: Path, tiles: np.ndarray, input_name: str, threads: int = 2,
-            batch: int = 4096, optimize: bool = True) -> np.ndarray:
-    """Class predictions (N,) of an ONNX model on tiles (N, C, S, S); ``optimize=False`` runs
-    the graph as written (a QDQ model then computes in float on dequantized values)."""
+def logits(model_path: Path, tiles: np.ndarray, input_name: str, threads: int = 2,
+           batch: int = 4096, optimize: bool = True) -> np.ndarray:
+    """Logits (N, K) of an ONNX model on tiles (N, C, S, S); ``optimize=False`` runs the graph
+    as written (a QDQ model then computes in float on dequantized values)."""
     sess = _session(model_path, threads, optimize)
-    out = [sess.run(None, {input_name: tiles[i:i + batch]})[0].argmax(1)
-           for i in range(0, len(tiles), batch)]
-    return np.concatenate(out)
+    return np.concatenate([sess.run(None, {input_name: tiles[i:i + batch]})[0]
+                           for i in range(0, len(tiles), batch)])
+
+
+def predict(model_path: Path, tiles: np.ndarray, input_name: str, threads: int = 2,
+            batch: int = 4096) -> np.ndarray:
+    """Class predictions (N,) of an ONNX model on tiles (N, C, S, S)."""
+    return logits(model_path, tiles, input_name, threads, batch).argmax(1)
 
 
 def time_model(model_path: Path, frames: list[np.ndarray], input_name: str, threads: int,
@@ -360,13 +364,8 @@ def kernel_check(quant_path: Path, qdq_path: Path, tiles: np.ndarray, input_name
     as written (float arithmetic on the dequantized values) on ``tiles`` (N, C, S, S). Many
     differing tiles point at the kernels (e.g. U8S8 saturation on x86 without VNNI); few,
     at the grid itself. Also the largest |logit difference|."""
-
-    def logits(path: Path, optimize: bool) -> np.ndarray:
-        sess = _session(path, 2, optimize)
-        return np.concatenate([sess.run(None, {input_name: tiles[i:i + 4096]})[0]
-                               for i in range(0, len(tiles), 4096)])
-
-    fused, reference = logits(quant_path, True), logits(qdq_path, False)
+    fused = logits(quant_path, tiles, input_name)
+    reference = logits(qdq_path, tiles, input_name, optimize=False)
     return {"tiles": int(len(tiles)),
             "fused_vs_reference": int((fused.argmax(1) != reference.argmax(1)).sum()),
             "max_abs_logit_diff": round(float(np.abs(fused - reference).max()), 6)}
