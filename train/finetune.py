@@ -10,9 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from train.checkpoint import save_atomic
-from train.metrics import MIN_SUPPORT, evaluate
 from train.probe import (
-    SPLIT_DESCRIPTIONS,
     LabelledRunConfig,
     classifier_checkpoint,
     load_encoder,
@@ -46,12 +44,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
     model = fit_supervised(run.train.subset(run.idx), SupervisedConfig(
         steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, init_encoder=cfg.encoder,
         probe_first=cfg.probe_first)).to("cpu").eval()
-    metrics = evaluate(predict(model, run.val.inputs), run.val.labels, run.train.classes,
-                       MIN_SUPPORT[run.name]) | {
-        "dataset": run.name, "split": SPLIT_DESCRIPTIONS[run.name], "unit": run.unit,
-        "label_fraction": cfg.label_fraction, "labelled_items": int(len(run.idx)),
-        "val_frames": run.val.frames,
-    }
+    metrics = run.metrics(predict(model, run.val.inputs))
     if cfg.out:
         save_atomic(classifier_checkpoint(run, enc_ckpt, cfg.encoder, model.encoder,
                                           model.head, asdict(cfg) | {"method": "finetune"},

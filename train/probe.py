@@ -124,6 +124,17 @@ class LabelledRun:
     val: LabelledSet
     idx: np.ndarray
     unit: str
+    label_fraction: float
+
+    def metrics(self, val_pred: np.ndarray) -> dict[str, Any]:
+        """:func:`train.metrics.evaluate` of predictions (N_val,) plus what was evaluated: the
+        dataset, split, unit, label fraction, labelled items and validation frames."""
+        return evaluate(val_pred, self.val.labels, self.train.classes,
+                        MIN_SUPPORT[self.name]) | {
+            "dataset": self.name, "split": SPLIT_DESCRIPTIONS[self.name], "unit": self.unit,
+            "label_fraction": self.label_fraction, "labelled_items": int(len(self.idx)),
+            "val_frames": self.val.frames,
+        }
 
 
 def load_for_encoder(enc_ckpt: dict[str, Any], cfg: LabelledRunConfig) -> LabelledRun:
@@ -138,7 +149,8 @@ def load_for_encoder(enc_ckpt: dict[str, Any], cfg: LabelledRunConfig) -> Labell
     if not len(idx):
         raise DatasetError(f"{name}: a {cfg.label_fraction:.2%} label fraction selects no "
                            "train items; raise --label-fraction")
-    return LabelledRun(name, train, val, idx, "tiles" if name == "ai4mars" else "images")
+    return LabelledRun(name, train, val, idx, "tiles" if name == "ai4mars" else "images",
+                       cfg.label_fraction)
 
 
 def classifier_checkpoint(run: LabelledRun, enc_ckpt: dict[str, Any], encoder_path: str,
@@ -174,11 +186,7 @@ def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
     head = train_linear_head(feats, torch.from_numpy(train.labels[idx]), len(train.classes), cfg)
     with torch.no_grad():
         pred = head(extract_features(encoder, val.inputs)).argmax(1).numpy()
-    metrics = evaluate(pred, val.labels, train.classes, MIN_SUPPORT[run.name]) | {
-        "dataset": run.name, "split": SPLIT_DESCRIPTIONS[run.name], "unit": run.unit,
-        "label_fraction": cfg.label_fraction, "labelled_items": int(len(idx)),
-        "val_frames": val.frames,
-    }
+    metrics = run.metrics(pred)
     save_atomic(classifier_checkpoint(run, enc_ckpt, str(cfg.encoder), encoder, head,
                                       asdict(cfg), metrics), cfg.out)
     log(json.dumps({k: metrics[k] for k in ("accuracy", "mean_recall", "tiles")})
