@@ -43,7 +43,7 @@ def finetune(cfg: FinetuneConfig, log: Any = print) -> dict[str, Any]:
         f"{'probe-first head' if cfg.probe_first else 'random head'}")
     model = fit_supervised(run.train.subset(run.idx), SupervisedConfig(
         steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, init_encoder=cfg.encoder,
-        probe_first=cfg.probe_first)).to("cpu").eval()
+        probe_first=cfg.probe_first))
     metrics = run.metrics(predict(model, run.val.inputs))
     if cfg.out:
         save_atomic(classifier_checkpoint(run, enc_ckpt, cfg.encoder, model.encoder,
