@@ -103,6 +103,9 @@ class QatConfig:
     ``head_float``: simulate the quantize variants that keep the first convolution / the head
     in float (``-stemfp`` / ``-headfp``), so that training targets the deployed graph.
     ``margin`` > 0 adds ``margin_weight`` x :func:`agreement_hinge` to the loss.
+    ``snap_weights``: the float model is the one whose quantized weights lie on their int8
+    grid (see :meth:`QatStudent.to_student`); its forward is the float path of the loss, and
+    the checkpoint holds those weights.
     """
 
     student: str = "runs/distill/student.pt"
@@ -131,6 +134,7 @@ class QatConfig:
     head_float: bool = False
     margin: float = 0.0
     margin_weight: float = 1.0
+    snap_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.observer not in OBSERVERS:
@@ -250,8 +254,10 @@ class QatStudent(nn.Module):
     not copied: :meth:`to_student` returns a plain folded student with their current values."""
 
     def __init__(self, folded: Student, observer: str = "ema", momentum: float = 0.1,
-                 stem_float: bool = False, head_float: bool = False):
+                 stem_float: bool = False, head_float: bool = False,
+                 snap_weights: bool = False):
         super().__init__()
+        self.snap_weights = snap_weights
         if not folded.config.folded_bn:
             raise ValueError("QatStudent needs a BN-folded student (fold_batchnorm)")
         self.config = folded.config
@@ -299,11 +305,14 @@ class QatStudent(nn.Module):
 
     @contextlib.contextmanager
     def float_mode(self) -> Iterator[None]:
-        """Temporarily the plain float network (same weights), then back to the prior mode."""
+        """Temporarily the float network that gets exported (same weights; snapped to their
+        int8 grid with ``snap_weights``, activations float), then back to the prior mode."""
         saved = [(m, m.mode) for m in self.quantizers()]
         saved_w = [(m, m.quant_weights) for m in self.modules()
                    if isinstance(m, (QuantConv2d, QuantLinear))]
         self.set_mode("off")
+        for m, _ in saved_w:
+            m.quant_weights = self.snap_weights
         try:
             yield
         finally:
@@ -319,11 +328,25 @@ class QatStudent(nn.Module):
 
     @torch.no_grad()
     def to_student(self) -> Student:
-        """A plain folded :class:`Student` (eval mode) with the current float weights."""
+        """A plain folded :class:`Student` (eval mode) with the current float weights; with
+        ``snap_weights``, each quantized layer's weight is replaced by its int8 grid value
+        (:func:`fake_quant_weight`), so that ONNX Runtime's per-channel weight quantization
+        of the exported model reproduces it and INT8 differs from it by activation rounding
+        only."""
+        state = {k: v.detach().clone().contiguous() for k, v in self._params.items()}
+        if self.snap_weights:
+            for layer in self.quantized_layers():
+                weight = layer.conv.weight if isinstance(layer, QuantConv2d) else \
+                    layer.linear.weight
+                name = next(k for k, v in self._params.items() if v is weight)
+                state[name] = fake_quant_weight(weight.detach()).contiguous()
         plain = Student(self.config, self.num_classes)
-        plain.load_state_dict({k: v.detach().clone().contiguous()
-                               for k, v in self._params.items()})
+        plain.load_state_dict(state)
         return plain.eval()
+
+    def quantized_layers(self) -> list[QuantConv2d | QuantLinear]:
+        """The layers whose weights are quantized (not the float stem or head)."""
+        return [m for m in self.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
 
 
 @torch.no_grad()
@@ -387,7 +410,7 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
         fold_err = float((folded.to(memory_format=CL)(probe) - original(probe)).abs().max())
     log(f"batch norm folded: max |logit difference| {fold_err:.2e} on {len(probe)} tiles")
     model = QatStudent(folded.to(memory_format=CL), cfg.observer, cfg.ema_momentum,
-                       cfg.stem_float, cfg.head_float)
+                       cfg.stem_float, cfg.head_float, cfg.snap_weights)
 
     n, bs = len(tiles), cfg.batch_size
     rng = np.random.default_rng(cfg.seed)

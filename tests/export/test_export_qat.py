@@ -289,3 +289,55 @@ def test_agreement_hinge_counts_what_the_gate_counts():
     agreement_hinge(q, float_logits, 1.0).backward()
     assert q.grad.tolist() == [[-0.5, 0.0, 0.5], [0.0, -0.5, 0.5]]  # own class up, rival down
 
+
+
+def test_snapped_weights_are_what_onnx_runtime_quantizes_them_to(tmp_path):
+    """--snap-weights: the written student's quantized layers hold their int8 grid values (the
+    float stem and head are untouched), its forward is the training loss's float path, and
+    ONNX Runtime's per-channel weight quantization of the exported model reproduces every
+    weight, so INT8 differs from this float model by activation rounding only."""
+    import logging
+
+    import onnx
+    from onnx import numpy_helper
+
+    from export.onnx_export import to_onnx_bytes
+    from export.quantize import QuantVariant, quantize_model
+
+    logging.getLogger().setLevel(logging.ERROR)
+    folded = fold_batchnorm(_student_with_random_bn(4))
+    raw = {k: v.detach().clone() for k, v in folded.state_dict().items()}
+    model = QatStudent(folded, stem_float=True, head_float=True, snap_weights=True)
+    model.set_mode("quant")
+    snapped = model.to_student()
+    x = torch.randn(16, 1, 32, 32)
+    with torch.no_grad(), model.float_mode():
+        assert torch.allclose(model(x), snapped(x), atol=1e-5)
+    state = snapped.state_dict()
+    moved = 0
+    for name, w in state.items():
+        if name in ("stem.0.weight", "head.weight") or not name.endswith("weight"):
+            assert torch.equal(w, raw[name]), name            # float layers and biases
+            continue
+        scale = w.abs().flatten(1).amax(1) / 127
+        steps = w / scale.view(-1, *([1] * (w.dim() - 1)))
+        assert torch.allclose(steps, steps.round(), atol=1e-4), name
+        assert steps.abs().flatten(1).amax(1).round().eq(127).all(), name
+        moved += int(not torch.equal(w, raw[name]))
+    assert moved == 8                                          # the snap did change them
+    (tmp_path / "f.onnx").write_bytes(to_onnx_bytes(snapped, torch.zeros(1, 1, 32, 32), 17))
+    quantize_model(tmp_path / "f.onnx", tmp_path / "q.onnx", QuantVariant(
+        "qdq", "u8", True, "minmax", stem_float=True, head_float=True),
+        np.random.default_rng(2).normal(size=(128, 1, 32, 32)).astype(np.float32), "tiles")
+    q = onnx.load(str(tmp_path / "q.onnx")).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in q.initializer}
+    checked = 0
+    for node in q.node:
+        value = inits.get(node.input[0])
+        if node.op_type != "DequantizeLinear" or value is None or value.dtype != np.int8:
+            continue
+        name = node.input[0].removesuffix("_quantized")
+        scale = inits[node.input[1]].reshape(-1, *([1] * (value.ndim - 1)))
+        np.testing.assert_allclose(value * scale, state[name].numpy(), rtol=1e-6, atol=1e-7)
+        checked += 1
+    assert checked == 8   # every quantized convolution: 3 stages x 2, plus 2 skips
