@@ -282,6 +282,10 @@ def qat_command(
                                                     "the float path's class by this logit "
                                                     "margin (0: off)."),
     margin_weight: float = typer.Option(1.0, min=0.0, help="Weight of the --margin hinge."),
+    snap_weights: bool = typer.Option(False, "--snap-weights",
+                                      help="Write (and train against) the float model whose "
+                                           "quantized weights lie on their int8 grid, so that "
+                                           "INT8 differs from it by activation rounding only."),
 ) -> None:
     """Quantization-aware fine-tuning: fold the student's batch norms, fine-tune it with fake
     INT8 quantization that mimics ONNX Runtime's static QDQ quantization (per-channel int8
@@ -311,7 +315,7 @@ def qat_command(
                     calib_batches=calib_batches, observer=observer,
                     resample_prob=resample_prob, threads=threads, seed=seed,
                     stem_float=stem_float, head_float=head_float, margin=margin,
-                    margin_weight=margin_weight)
+                    margin_weight=margin_weight, snap_weights=snap_weights)
     try:
         metrics = qat(cfg, log=lambda m: typer.echo(m, err=True))
         if bundle is not None:
@@ -347,7 +351,7 @@ def quantize_command(
                                                      "instead of the train split."),
     calib_frames: int = typer.Option(64, min=1, help="Calibration frames, spread evenly."),
     val_frames: int = typer.Option(None, min=1, help="Val frames for the gate (default all)."),
-    grid: str = typer.Option("full", help="full (29 variants) or short (13)."),
+    grid: str = typer.Option("full", help="full (31 variants) or short (13)."),
     variants: str = typer.Option("", help="Only these variants (comma-separated names)."),
     repeats: int = typer.Option(10, min=1, help="Timing passes over 16 frames per variant."),
     threads: str = typer.Option("1,2", help="Thread counts to time; the first one ranks."),
@@ -384,6 +388,9 @@ def quantize_command(
 
     if grid not in ("full", "short"):
         raise _fail(f"--grid must be 'full' or 'short', got '{grid}'")
+    for flag, path in (("--out", out), ("--trt-out", trt_out)):
+        if path is not None and not path.name:  # "" or "." would write into the working dir
+            raise _fail(f"{flag} '{path}': give the bundle folder to write")
     logging.getLogger().setLevel(logging.ERROR)  # ORT's "consider pre-processing" advice
     cfg = QuantizeConfig(bundle=bundle, out=str(out), trt_out=str(trt_out) if trt_out else None,
                          data=str(data), calib_dir=str(calib) if calib else None,

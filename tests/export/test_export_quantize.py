@@ -39,7 +39,7 @@ def calib():
 
 def test_grid_covers_every_axis():
     grid = variant_grid(True)
-    assert len(grid) == 29 and len({v.name for v in grid}) == 29
+    assert len(grid) == 31 and len({v.name for v in grid}) == 31
     short = variant_grid(False)
     assert len(short) == 13  # the counts that the docstring and --grid's help state
     for axis in ("fmt", "activation", "per_channel", "calibration", "weights"):
@@ -148,6 +148,17 @@ def test_an_onnx_file_that_is_not_a_bundle_is_refused(student, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 1 and str(onnx_file) in err and "bundle folder" in err
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--trt-out"])
+def test_an_empty_output_folder_is_refused(student, tmp_path, capsys, monkeypatch, flag):
+    monkeypatch.chdir(tmp_path)
+    args = {"--out": str(tmp_path / "q"), flag: ""}
+    code = main(["export", "quantize", str(student["bundle"]),
+                 *[x for kv in args.items() for x in kv]])
+    err = capsys.readouterr().err
+    assert code == 1 and flag in err and "bundle folder" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_calibration_folder_without_images_is_refused(student, ai4mars_dir, tmp_path, capsys):
