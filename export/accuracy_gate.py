@@ -166,9 +166,11 @@ def largest_sqnr_step(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def write_layer_report(path: str | Path, gate: GateResult, rows: list[dict[str, Any]],
                        variant: str, note: str = "",
-                       kernels: dict[str, Any] | None = None) -> Path:
-    """Write the gate verdict, the per-layer rows and (``kernels``) the fused-vs-reference
-    kernel check as JSON and a Markdown table beside it; returns the JSON path."""
+                       kernels: dict[str, Any] | None = None,
+                       sources: dict[str, Any] | None = None) -> Path:
+    """Write the gate verdict, the per-layer rows, (``kernels``) the fused-vs-reference
+    kernel check and (``sources``) the weights-only / activations-only split of the flipped
+    decisions as JSON and a Markdown table beside it; returns the JSON path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = next((r["tensor"] for r in rows
@@ -176,7 +178,7 @@ def write_layer_report(path: str | Path, gate: GateResult, rows: list[dict[str, 
     step = largest_sqnr_step(rows)
     data = {"variant": variant, "gate": gate.to_dict(), "error_enters_at": entry,
             "largest_sqnr_drop": step, "sqnr_alarm_db": SQNR_ALARM_DB, "note": note,
-            "kernel_check": kernels, "layers": rows}
+            "kernel_check": kernels, "error_sources": sources, "layers": rows}
     path.write_text(json.dumps(data, indent=2) + "\n")
     lines = [f"# INT8 gate failure: {variant}", "", *[f"- {f}" for f in gate.failures],
              f"- first tensor below {SQNR_ALARM_DB:g} dB SQNR: {entry or 'none'}",
@@ -187,7 +189,11 @@ def write_layer_report(path: str | Path, gate: GateResult, rows: list[dict[str, 
                 f"{kernels['fused_vs_reference']} of {kernels['tiles']} val tiles predicted "
                 f"differently, largest logit difference {kernels['max_abs_logit_diff']:.3g} "
                 "(many: the kernels; few: the quantization grid)"]
-               if kernels else []), "",
+               if kernels else []),
+             *([f"- decisions changed by rounding the weights alone: {sources['weights_only']} "
+                f"of {sources['tiles']} val tiles; by the activations' rounding once the "
+                f"weights are on their grid: {sources['activations_only']}; by both: "
+                f"{sources['both']}"] if sources else []), "",
              "| tensor | op | relative error | SQNR dB | cosine |", "|---|---|---|---|---|"]
     for r in rows:
         fmt = [f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k])

@@ -399,9 +399,55 @@ def kernel_check(quant_path: Path, qdq_path: Path, tiles: np.ndarray, input_name
             "max_abs_logit_diff": round(float(np.abs(fused - reference).max()), 6)}
 
 
+def snap_weights(model: onnx.ModelProto, keep_float: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose Conv weights, and Gemm weights with ``transB`` = 1, are
+    replaced by their values on ONNX Runtime's per-output-channel symmetric int8 grid
+    (``scale = max|w_c| / 127``), except the nodes named in ``keep_float``: the float model
+    with only its weights quantized."""
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {i.name: i for i in out.graph.initializer}
+    for node in out.graph.node:
+        trans_b = any(a.name == "transB" and a.i == 1 for a in node.attribute)
+        if node.name in keep_float or len(node.input) < 2 or node.input[1] not in inits or not (
+                node.op_type == "Conv" or (node.op_type == "Gemm" and trans_b)):
+            continue
+        init = inits[node.input[1]]
+        w = numpy_helper.to_array(init).astype(np.float64)
+        absmax = np.abs(w).reshape(len(w), -1).max(axis=1)
+        scale = np.where(absmax > 0, absmax / 127, 1.0).reshape((-1,) + (1,) * (w.ndim - 1))
+        init.CopyFrom(numpy_helper.from_array(
+            (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32), init.name))
+    return out
+
+
+def error_sources(float_path: Path, variant: QuantVariant, calib: np.ndarray,
+                  tiles: np.ndarray, input_name: str, work: Path) -> dict[str, Any] | None:
+    """Which 8-bit grid flips the decisions, for a variant with per-channel int8 weights: on
+    ``tiles`` (N, C, S, S), how many predictions change when only the weights are rounded
+    (:func:`snap_weights`), and how many the variant's quantization of that weight-rounded
+    model then changes (its weights are on the grid already, so: the activations' rounding).
+    None for other variants."""
+    if variant.weights != "s8" or not variant.per_channel or variant.equalize is not None:
+        return None
+    snapped = work / "weights-only.onnx"
+    onnx.save(snap_weights(onnx.load(str(float_path)), float_nodes_of(float_path, variant)),
+              str(snapped))
+    fp = predict(float_path, tiles, input_name)
+    wq = predict(snapped, tiles, input_name)
+    quantized = quantize_model(snapped, work / "weights-only.q.onnx", variant, calib,
+                               input_name)
+    aq = predict(quantized, tiles, input_name)
+    return {"tiles": int(len(tiles)), "weights_only": int((wq != fp).sum()),
+            "activations_only": int((aq != wq).sum()), "both": int((aq != fp).sum())}
+
+
 def _failure_report(cfg_out: Path, float_path: Path, variant: QuantVariant, gate: GateResult,
                     calib: np.ndarray, val: np.ndarray, input_name: str, tmp: Path) -> Path:
-    """Per-layer comparison and :func:`kernel_check` for a failed variant (a QOperator model is
+    """Per-layer comparison, :func:`kernel_check` and :func:`error_sources` for a failed
+    variant (a QOperator model is
     compared through its QDQ twin with the same settings: QOperator tensors carry no float
     names)."""
     note = ""
@@ -415,7 +461,8 @@ def _failure_report(cfg_out: Path, float_path: Path, variant: QuantVariant, gate
     rows = layer_errors(float_source(float_path, variant, calib, tmp), model, val[:512])
     return write_layer_report(cfg_out.parent / f"{cfg_out.name}.gate-report.json", gate, rows,
                               variant.name, note,
-                              kernel_check(quantized, model, val, input_name))
+                              kernel_check(quantized, model, val, input_name),
+                              error_sources(float_path, variant, calib, val, input_name, tmp))
 
 
 def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -82,6 +82,7 @@ def test_a_failed_gate_leaves_no_bundle_and_writes_the_report(student, ai4mars_d
     assert report["kernel_check"]["tiles"] > 0
     assert 0 <= report["kernel_check"]["fused_vs_reference"] <= report["kernel_check"]["tiles"]
     assert "fused INT8 kernels" in info.value.report.with_suffix(".md").read_text()
+    assert report["error_sources"] is None     # per-tensor weights: no split is computed
 
 
 def test_cli_gate_failure_exits_1_naming_the_report(student, ai4mars_dir, tmp_path, capsys,

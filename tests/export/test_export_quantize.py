@@ -18,9 +18,11 @@ from export.quantize import (
     QuantizeConfig,
     QuantizeError,
     QuantVariant,
+    error_sources,
     kernel_check,
     quantize_bundle,
     quantize_model,
+    snap_weights,
     variant_grid,
 )
 from toolkit_cli.main import main
@@ -44,6 +46,44 @@ def test_grid_covers_every_axis():
     assert len(short) == 13  # the counts that the docstring and --grid's help state
     for axis in ("fmt", "activation", "per_channel", "calibration", "weights"):
         assert len({getattr(v, axis) for v in short}) > 1
+
+
+def test_snapped_weights_are_on_the_per_channel_grid(student):
+    model = onnx.load(str(load_bundle(student["bundle"]).model_path))
+    stem = model.graph.node[0].name
+    snapped = snap_weights(model, [stem])
+    before = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    after = {i.name: numpy_helper.to_array(i) for i in snapped.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        name = node.input[1]
+        if node.name == stem:
+            assert np.array_equal(after[name], before[name])
+            continue
+        w = after[name].reshape(len(after[name]), -1)
+        steps = w / (np.abs(w).max(axis=1, keepdims=True) / 127)
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
+        assert not np.array_equal(after[name], before[name])
+        assert np.abs(after[name] - before[name]).max() <= np.abs(before[name]).max() / 254 + 1e-7
+    assert {n for n in before if n.endswith("bias")} and all(
+        np.array_equal(after[n], before[n]) for n in before if n.endswith("bias"))
+
+
+def test_error_sources_split_weights_from_activations(student, calib, tmp_path):
+    src = load_bundle(student["bundle"]).model_path
+    variant = QuantVariant("qdq", "u8", True, "minmax")
+    split = error_sources(src, variant, calib[:64], calib, "tiles", tmp_path)
+    assert split["tiles"] == len(calib)
+    for key in ("weights_only", "activations_only", "both"):
+        assert 0 <= split[key] <= len(calib)
+    # on a model whose weights are already on the grid, rounding the weights changes nothing
+    onnx.save(snap_weights(onnx.load(str(src)), []), str(tmp_path / "snapped.onnx"))
+    again = error_sources(tmp_path / "snapped.onnx", variant, calib[:64], calib, "tiles",
+                          tmp_path)
+    assert again["weights_only"] == 0 and again["activations_only"] == again["both"]
+    assert error_sources(src, replace(variant, per_channel=False), calib, calib, "tiles",
+                         tmp_path) is None
 
 
 @pytest.mark.parametrize("fmt,op", [("qdq", "QuantizeLinear"), ("qoperator", "QLinearConv")])
