@@ -43,6 +43,7 @@ from export.accuracy_gate import (
     write_layer_report,
 )
 from train.datasets.errors import DatasetError
+from train.metrics import evaluate
 from train.tiles import TileDataConfig, load_split_tiles, spread
 
 FORMATS = ("qdq", "qoperator")
@@ -367,6 +368,13 @@ def _op_counts(path: Path) -> dict[str, int]:
     return counts
 
 
+def _class_metrics(pred: np.ndarray, labels: np.ndarray, classes: list[str]
+                   ) -> dict[str, Any]:
+    """Per-class recall and the confusion matrix of predictions (N,) against labels (N,)."""
+    result = evaluate(pred, labels, classes)
+    return {"per_class_recall": result["per_class_recall"], "confusion": result["confusion"]}
+
+
 def _int8_manifest(base: Manifest, precision: str, variant: QuantVariant, row: dict[str, Any],
                    extra: dict[str, Any], float_bundle: Bundle) -> Manifest:
     prov = dict(base.provenance)
@@ -375,7 +383,13 @@ def _int8_manifest(base: Manifest, precision: str, variant: QuantVariant, row: d
     prov["float_bundle"] = {"path": str(float_bundle.path), "sha256": float_bundle.manifest.sha256}
     prov["quantization"] = {"variant": variant.name, **asdict(variant), **extra}
     metrics = dict(base.metrics)
+    # The float bundle's relation to its teacher keeps its name only under "float_"; every
+    # figure of the INT8 model itself is its own (per-class recall and confusion included).
+    for key in ("agreement_with_teacher", "accuracy_kept"):
+        if key in metrics:
+            metrics[f"float_{key}"] = metrics.pop(key)
     metrics.update({"accuracy": row["accuracy"], "mean_recall": row["mean_recall"],
+                    "per_class_recall": row["per_class_recall"], "confusion": row["confusion"],
                     "agreement_with_float": row["agreement"],
                     "float_accuracy": row["float_accuracy"],
                     "gate": row["gate"]})
@@ -516,6 +530,7 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
             ops = _op_counts(path)
             row = {"variant": variant.name, **asdict(variant),
                    "accuracy": gate.int8_accuracy, "mean_recall": gate.int8_mean_recall,
+                   **_class_metrics(pred, val.labels, m.classes),
                    "agreement": gate.agreement, "float_accuracy": gate.float_accuracy,
                    "accuracy_drop": gate.accuracy_drop, "passed": gate.passed,
                    "gate": gate.to_dict(),
@@ -674,7 +689,8 @@ def _write_trt(cfg: QuantizeConfig, bundle: Bundle, calib: np.ndarray, val: Any,
                       cfg.max_accuracy_drop)
     speed = {t: time_model(path, frames, m.input_name, t, cfg.repeats) for t in cfg.threads}
     row = {"variant": variant.name, "accuracy": gate.int8_accuracy,
-           "mean_recall": gate.int8_mean_recall, "agreement": gate.agreement,
+           "mean_recall": gate.int8_mean_recall,
+           **_class_metrics(pred, val.labels, m.classes), "agreement": gate.agreement,
            "float_accuracy": gate.float_accuracy, "gate": gate.to_dict(),
            **{f"ms_{t}t_onnxruntime": s["median_ms"] for t, s in speed.items()}}
     log(f"TensorRT variant {variant.name}: agreement {gate.agreement:.4f} accuracy "

@@ -177,6 +177,13 @@ def test_quantize_bundle_writes_int8_and_trt_bundles(student, ai4mars_dir, tmp_p
     assert "ms_1t" in q["variant_table"]["variants"][0]
     chosen = next(r for r in q["variant_table"]["variants"] if r["variant"] == q["variant"])
     assert chosen["speedup_side_by_side"] > 0 and "timed side by side" in q["chosen_because"]
+    # the INT8 manifest's figures are the INT8 model's own, not the float bundle's
+    metrics = int8.manifest.metrics
+    confusion = np.array(metrics["confusion"])
+    assert confusion.sum() == metrics["gate"]["tiles"]
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(metrics["accuracy"])
+    assert metrics["confusion"] == chosen["confusion"]
+    assert "agreement_with_teacher" not in metrics and "float_agreement_with_teacher" in metrics
     trt = load_bundle(tmp_path / "trt")
     assert trt.manifest.precision == "int8-qdq-trt"
     assert trt.manifest.provenance["quantization"]["symmetric"] is True
