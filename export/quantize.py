@@ -44,6 +44,7 @@ from export.accuracy_gate import (
 )
 from train.datasets.errors import DatasetError
 from train.metrics import evaluate
+from train.revision import git_revision
 from train.tiles import TileDataConfig, load_split_tiles, spread
 
 FORMATS = ("qdq", "qoperator")
@@ -380,7 +381,10 @@ def _int8_manifest(base: Manifest, precision: str, variant: QuantVariant, row: d
     prov = dict(base.provenance)
     prov["created"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     prov["command"] = " ".join(["edge", *sys.argv[1:]]) if sys.argv else None
-    prov["float_bundle"] = {"path": str(float_bundle.path), "sha256": float_bundle.manifest.sha256}
+    # the revision that ran this command; the float bundle's own stays with its record
+    prov["float_bundle"] = {"path": str(float_bundle.path), "sha256": float_bundle.manifest.sha256,
+                            "git_revision": base.provenance.get("git_revision")}
+    prov["git_revision"] = git_revision()
     prov["quantization"] = {"variant": variant.name, **asdict(variant), **extra}
     metrics = dict(base.metrics)
     # The float bundle's relation to its teacher keeps its name only under "float_"; every

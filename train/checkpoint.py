@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from edge.atomic_file import write_bytes_atomic
-
-
-def git_revision() -> str:
-    """The project's git revision (with ``+dirty`` if uncommitted changes), or 'unknown'."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+from train.revision import git_revision  # noqa: F401  (re-exported: callers import it here)
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:

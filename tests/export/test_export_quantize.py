@@ -184,6 +184,12 @@ def test_quantize_bundle_writes_int8_and_trt_bundles(student, ai4mars_dir, tmp_p
     assert np.trace(confusion) / confusion.sum() == pytest.approx(metrics["accuracy"])
     assert metrics["confusion"] == chosen["confusion"]
     assert "agreement_with_teacher" not in metrics and "float_agreement_with_teacher" in metrics
+    from train.revision import git_revision
+
+    prov = int8.manifest.provenance
+    assert prov["git_revision"] == git_revision()
+    assert prov["float_bundle"]["git_revision"] == load_bundle(
+        student["bundle"]).manifest.provenance["git_revision"]
     trt = load_bundle(tmp_path / "trt")
     assert trt.manifest.precision == "int8-qdq-trt"
     assert trt.manifest.provenance["quantization"]["symmetric"] is True

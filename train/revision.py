@@ -1,0 +1,19 @@
+"""The project's git revision, recorded in checkpoints and bundles (no torch needed)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def git_revision() -> str:
+    """The project's git revision (with ``+dirty`` if uncommitted changes), or 'unknown'."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
