@@ -230,6 +230,11 @@ class QuantConv2d(nn.Module):
         self.conv = conv
         self.quant_weights = True
 
+    @property
+    def weight(self) -> nn.Parameter:
+        """The float weight (O, I, kh, kw)."""
+        return self.conv.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = fake_quant_weight(self.conv.weight) if self.quant_weights else self.conv.weight
         return self.conv._conv_forward(x, w, self.conv.bias)
@@ -242,6 +247,11 @@ class QuantLinear(nn.Module):
         super().__init__()
         self.linear = linear
         self.quant_weights = True
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """The float weight (O, I)."""
+        return self.linear.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = fake_quant_weight(self.linear.weight) if self.quant_weights else self.linear.weight
@@ -299,17 +309,15 @@ class QatStudent(nn.Module):
         frozen ranges, weights included) or 'off' (the plain float network)."""
         for m in self.quantizers():
             m.mode = mode
-        for m in self.modules():
-            if isinstance(m, (QuantConv2d, QuantLinear)):
-                m.quant_weights = mode == "quant"
+        for layer in self.quantized_layers():
+            layer.quant_weights = mode == "quant"
 
     @contextlib.contextmanager
     def float_mode(self) -> Iterator[None]:
         """Temporarily the float network that gets exported (same weights; snapped to their
         int8 grid with ``snap_weights``, activations float), then back to the prior mode."""
         saved = [(m, m.mode) for m in self.quantizers()]
-        saved_w = [(m, m.quant_weights) for m in self.modules()
-                   if isinstance(m, (QuantConv2d, QuantLinear))]
+        saved_w = [(m, m.quant_weights) for m in self.quantized_layers()]
         self.set_mode("off")
         for m, _ in saved_w:
             m.quant_weights = self.snap_weights
@@ -336,10 +344,8 @@ class QatStudent(nn.Module):
         state = {k: v.detach().clone().contiguous() for k, v in self._params.items()}
         if self.snap_weights:
             for layer in self.quantized_layers():
-                weight = layer.conv.weight if isinstance(layer, QuantConv2d) else \
-                    layer.linear.weight
-                name = next(k for k, v in self._params.items() if v is weight)
-                state[name] = fake_quant_weight(weight.detach()).contiguous()
+                name = next(k for k, v in self._params.items() if v is layer.weight)
+                state[name] = fake_quant_weight(layer.weight.detach()).contiguous()
         plain = Student(self.config, self.num_classes)
         plain.load_state_dict(state)
         return plain.eval()
