@@ -42,7 +42,7 @@ MAX_SCALE_RATIO = 100.0
 @dataclass
 class Group:
     """Tensors scaled together: ``producers`` (Conv nodes whose output channels scale by s),
-    ``readers`` ((node, input index) pairs whose input channels scale by 1 / s)."""
+    ``readers`` (Conv and Gemm nodes whose input channels scale by 1 / s)."""
 
     tensors: list[str] = field(default_factory=list)
     producers: list[onnx.NodeProto] = field(default_factory=list)
@@ -66,15 +66,11 @@ def find_groups(model: onnx.ModelProto) -> list[Group]:
             readers.setdefault(i, []).append(n)
     outputs = {o.name for o in graph.output}
     inits = {i.name for i in graph.initializer}
-    uses: dict[str, int] = {}
-    for n in graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
 
     def own_weights(node: onnx.NodeProto, count: int) -> bool:
         """Whether the node's weight (and bias) are initializers that no other input uses."""
         names = [i for i in node.input[1:1 + count] if i]
-        return all(i in inits and uses[i] == 1 for i in names)
+        return all(i in inits and len(readers[i]) == 1 for i in names)
 
     parent: dict[str, str] = {}
 
