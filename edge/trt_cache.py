@@ -40,6 +40,10 @@ from edge.trt_qdq import default_precision
 
 CACHE_SCHEMA = 1
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Bundle precisions TensorRT cannot build: ONNX Runtime's CPU INT8 (``edge export quantize``'s
+#: CPU variants), whose uint8 activations carry non-zero zero points. TensorRT's explicit
+#: quantization takes symmetric int8 Q/DQ only (bundle precision ``int8-qdq-trt``).
+CPU_ONLY_PRECISIONS = ("int8",)
 DEFAULT_MAX_BATCH = 256
 DEFAULT_WORKSPACE_MB = 1024
 CACHE_ENV = "EDGE_ENGINE_CACHE"
@@ -488,7 +492,7 @@ def resolve_key(
     max_batch: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> EngineKey:
-    """The key of the engine to use.
+    """The key of the engine to use (a CPU-only INT8 bundle is refused: TensorRTError).
 
     ``edge export tensorrt`` passes ``precision`` and ``max_batch``: the key is exactly that.
     ``edge classify --backend tensorrt`` passes neither: the most recently built cached engine
@@ -496,6 +500,14 @@ def resolve_key(
     used, restricted to ``$EDGE_TRT_PRECISION`` when set; failing that, one is built with that
     precision (default: int8 for a Q/DQ model, else fp16) and :func:`default_profile`.
     """
+    if manifest.precision in CPU_ONLY_PRECISIONS:
+        source = (manifest.provenance.get("float_bundle") or {}).get("path")
+        raise TensorRTError(
+            f"bundle '{manifest.name}' is ONNX Runtime's CPU INT8 variant (uint8 activations "
+            "with non-zero zero points), which TensorRT's explicit quantization does not take "
+            "(symmetric int8 Q/DQ only). On the GPU, use a bundle written by `edge export "
+            "quantize --trt-out` (precision int8-qdq-trt) or the fp32 bundle it was quantized "
+            f"from{f' ({source})' if source else ''} with --precision fp16")
     env = os.environ if env is None else env
     chosen = precision is not None
     if precision is None and env.get(PRECISION_ENV):

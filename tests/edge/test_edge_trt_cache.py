@@ -560,3 +560,17 @@ def test_dataclass_fields_are_what_the_sidecar_documents():
     assert [f.name for f in dataclasses.fields(EngineKey)] == [
         "model_sha256", "tensorrt_version", "gpu_name", "compute_capability", "precision",
         "profile"]
+
+
+def test_resolve_key_refuses_the_cpu_int8_bundle_naming_what_to_use():
+    m, model = _manifest_and_model()
+    m.precision = "int8"
+    m.provenance = {"float_bundle": {"path": "runs/models/bundles/student-fp32"}}
+    with pytest.raises(TensorRTError) as info:
+        resolve_key(m, model, "10.3.0", "Orin", "8.7", [], env={})
+    message = str(info.value)
+    assert "zero points" in message and "int8-qdq-trt" in message
+    assert "runs/models/bundles/student-fp32" in message and "--precision fp16" in message
+    m.precision = "int8-qdq-trt"   # the TensorRT-targeted bundle is taken
+    assert resolve_key(m, model, "10.3.0", "Orin", "8.7", [], precision="int8",
+                       env={}).precision == "int8"
