@@ -442,18 +442,20 @@ def snap_weights(model: onnx.ModelProto, keep_float: list[str]) -> onnx.ModelPro
 
 
 def error_sources(float_path: Path, variant: QuantVariant, calib: np.ndarray,
-                  tiles: np.ndarray, input_name: str, work: Path) -> dict[str, Any] | None:
+                  tiles: np.ndarray, input_name: str, work: Path,
+                  float_pred: np.ndarray | None = None) -> dict[str, Any] | None:
     """Which 8-bit grid flips the decisions, for a variant with per-channel int8 weights: on
     ``tiles`` (N, C, S, S), how many predictions change when only the weights are rounded
     (:func:`snap_weights`), and how many the variant's quantization of that weight-rounded
     model then changes (its weights are on the grid already, so: the activations' rounding).
+    ``float_pred`` (N,): the float model's predictions on ``tiles``, if already made.
     None for other variants."""
     if variant.weights != "s8" or not variant.per_channel or variant.equalize is not None:
         return None
     snapped = work / "weights-only.onnx"
     onnx.save(snap_weights(onnx.load(str(float_path)), float_nodes_of(float_path, variant)),
               str(snapped))
-    fp = predict(float_path, tiles, input_name)
+    fp = predict(float_path, tiles, input_name) if float_pred is None else float_pred
     wq = predict(snapped, tiles, input_name)
     quantized = quantize_model(snapped, work / "weights-only.q.onnx", variant, calib,
                                input_name)
@@ -463,11 +465,12 @@ def error_sources(float_path: Path, variant: QuantVariant, calib: np.ndarray,
 
 
 def _failure_report(cfg_out: Path, float_path: Path, variant: QuantVariant, gate: GateResult,
-                    calib: np.ndarray, val: np.ndarray, input_name: str, tmp: Path) -> Path:
+                    calib: np.ndarray, val: np.ndarray, input_name: str, tmp: Path,
+                    float_pred: np.ndarray) -> Path:
     """Per-layer comparison, :func:`kernel_check` and :func:`error_sources` for a failed
-    variant (a QOperator model is
-    compared through its QDQ twin with the same settings: QOperator tensors carry no float
-    names)."""
+    variant on the val tiles (N, C, S, S), ``float_pred`` (N,) being the float model's
+    predictions on them (a QOperator model is compared through its QDQ twin with the same
+    settings: QOperator tensors carry no float names)."""
     note = ""
     quantized = model = tmp / f"{variant.name}.onnx"
     if variant.fmt == "qoperator":
@@ -480,7 +483,8 @@ def _failure_report(cfg_out: Path, float_path: Path, variant: QuantVariant, gate
     return write_layer_report(cfg_out.parent / f"{cfg_out.name}.gate-report.json", gate, rows,
                               variant.name, note,
                               kernel_check(quantized, model, val, input_name),
-                              error_sources(float_path, variant, calib, val, input_name, tmp))
+                              error_sources(float_path, variant, calib, val, input_name, tmp,
+                                            float_pred))
 
 
 def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -614,10 +618,10 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
                     f"{cfg.threads[0]} thread(s) (fastest: {fastest['variant']}, "
                     f"{fastest['speedup_side_by_side']}x, timed side by side); variant table "
                     f"in {table_path}; no bundle written{also}")
-            worst = max(rows, key=lambda r: r["agreement"])
-            variant, gate, _ = results[worst["variant"]]
+            best = max(rows, key=lambda r: r["agreement"])
+            variant, gate, _ = results[best["variant"]]
             report = _failure_report(out, bundle.model_path, variant, gate, calib, val.tiles,
-                                     name, tmp)
+                                     name, tmp, float_pred)
             also += (f"; float search: {search['stopped']}" if search else
                      "; --float-search N keeps up to N more layers in float")
             raise GateError(f"no INT8 variant passes the accuracy gate (best: {variant.name}: "
@@ -702,7 +706,7 @@ def _write_trt(cfg: QuantizeConfig, bundle: Bundle, calib: np.ndarray, val: Any,
     out = Path(cfg.trt_out or "")
     if not gate.passed:
         report = _failure_report(out, bundle.model_path, variant, gate, calib, val.tiles,
-                                 m.input_name, tmp)
+                                 m.input_name, tmp, float_pred)
         raise GateError(f"the TensorRT INT8 variant fails the accuracy gate "
                         f"({'; '.join(gate.failures)}); per-layer comparison in {report}; "
                         f"no bundle written at {out}", report)

@@ -77,6 +77,11 @@ def test_error_sources_split_weights_from_activations(student, calib, tmp_path):
     assert split["tiles"] == len(calib)
     for key in ("weights_only", "activations_only", "both"):
         assert 0 <= split[key] <= len(calib)
+    from export.quantize import predict
+
+    given = error_sources(src, variant, calib[:64], calib, "tiles", tmp_path,
+                          float_pred=predict(src, calib, "tiles"))
+    assert given == split                      # the caller's float predictions are reused
     # on a model whose weights are already on the grid, rounding the weights changes nothing
     onnx.save(snap_weights(onnx.load(str(src)), []), str(tmp_path / "snapped.onnx"))
     again = error_sources(tmp_path / "snapped.onnx", variant, calib[:64], calib, "tiles",
