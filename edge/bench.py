@@ -6,7 +6,7 @@ import platform
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,21 @@ def _one_frame(classifier: FrameClassifier, writer: RunWriter, ref: FrameRef
     return len(records), f"{result.width}x{result.height}"
 
 
-def time_classifier(classifier: FrameClassifier, frames: list[FrameRef], warmup: int,
-                    repeats: int) -> dict[str, Any]:
-    """Time ``repeats`` passes over ``frames`` after ``warmup`` untimed frames, end to end
-    (decode to written and flushed JSONL records, in a temporary folder): frames timed,
-    frames/s, tiles/s, p50/p99/max ms per frame and the frame size (``WxH`` or 'mixed')."""
+@dataclass
+class _Passes:
+    """Timed passes of one classifier, accumulated: per-frame ms, tiles, seconds, sizes."""
+
+    latencies: list[float] = field(default_factory=list)
+    tiles: int = 0
+    wall: float = 0.0
+    sizes: set[str] = field(default_factory=set)
+
+
+def _time_passes(classifier: FrameClassifier, frames: list[FrameRef], warmup: int,
+                 repeats: int, into: _Passes) -> _Passes:
+    """Add ``repeats`` timed passes over ``frames`` (after ``warmup`` untimed frames) to
+    ``into``, end to end: decode to written and flushed JSONL records, in a temporary
+    folder."""
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         writer = RunWriter(Path(tmp))
         try:
@@ -58,9 +68,6 @@ def time_classifier(classifier: FrameClassifier, frames: list[FrameRef], warmup:
                     _one_frame(classifier, writer, ref)
                 except FrameError:
                     pass
-            latencies: list[float] = []
-            sizes: set[str] = set()
-            tiles = 0
             start = time.perf_counter()
             for _ in range(repeats):
                 for ref in frames:
@@ -69,38 +76,62 @@ def time_classifier(classifier: FrameClassifier, frames: list[FrameRef], warmup:
                         n, size = _one_frame(classifier, writer, ref)
                     except FrameError:
                         continue
-                    latencies.append((time.perf_counter() - t0) * 1e3)
-                    tiles += n
-                    sizes.add(size)
-            wall = time.perf_counter() - start
+                    into.latencies.append((time.perf_counter() - t0) * 1e3)
+                    into.tiles += n
+                    into.sizes.add(size)
+            into.wall += time.perf_counter() - start
         finally:
             writer.close()
-    stats = summarize_ms(latencies)
+    return into
+
+
+def _summary(passes: _Passes) -> dict[str, Any]:
+    stats = summarize_ms(passes.latencies)
+    wall, sizes = passes.wall, set(passes.sizes)
     return {
         "size": sizes.pop() if len(sizes) == 1 else "mixed" if sizes else None,
-        "frames": len(latencies),
-        "frames_per_s": round(len(latencies) / wall, 2) if wall else None,
-        "tiles_per_s": round(tiles / wall, 1) if wall else None,
+        "frames": len(passes.latencies),
+        "frames_per_s": round(len(passes.latencies) / wall, 2) if wall else None,
+        "tiles_per_s": round(passes.tiles / wall, 1) if wall else None,
         "p50_ms": stats["p50"],
         "p99_ms": stats["p99"],
         "max_ms": stats["max"],
     }
 
 
+def time_classifier(classifier: FrameClassifier, frames: list[FrameRef], warmup: int,
+                    repeats: int) -> dict[str, Any]:
+    """Time ``repeats`` passes over ``frames`` after ``warmup`` untimed frames, end to end
+    (decode to written and flushed JSONL records, in a temporary folder): frames timed,
+    frames/s, tiles/s, p50/p99/max ms per frame and the frame size (``WxH`` or 'mixed')."""
+    return _summary(_time_passes(classifier, frames, warmup, repeats, _Passes()))
+
+
 def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[dict[str, Any]]:
     """One row per thread count: frames/s, tiles/s and per-frame latency percentiles (ms),
     end to end (see :func:`time_classifier`).
 
+    The thread counts are timed interleaved: after ``warmup`` untimed frames each, every one
+    of the ``repeats`` passes over the frames times each thread count once, in an order
+    rotated by one each pass, so that a slow spell of a shared machine hits them alike.
     Every frame is decoded from its file in every pass (the OS page cache keeps the
     bytes in memory, as a rover's frame buffer would).
     """
-    rows = []
+    classifiers = []
     for threads in config.threads:
         apply_thread_budget(threads)
         classifier = FrameClassifier(bundle, make_runner(bundle, config.backend, threads))
-        rows.append({"backend": config.backend, "threads": threads,
-                     **time_classifier(classifier, frames, config.warmup, config.repeats)})
-    return rows
+        _time_passes(classifier, frames[:config.warmup], 0, 1, _Passes())   # warm-up
+        classifiers.append(classifier)
+    passes = [_Passes() for _ in config.threads]
+    order = list(range(len(config.threads)))
+    for r in range(config.repeats):
+        k = r % len(order)
+        for i in order[k:] + order[:k]:
+            apply_thread_budget(config.threads[i])
+            _time_passes(classifiers[i], frames, 0, 1, passes[i])
+    return [{"backend": config.backend, "threads": threads, **_summary(p)}
+            for threads, p in zip(config.threads, passes, strict=True)]
 
 
 def _median_ms(values: list[float | None]) -> float | None:

@@ -22,6 +22,19 @@ def test_bench_one_row_per_thread_count(frames_dir, tiny_bundle):
     assert len(table) == 2 + len(rows) and table[0].startswith("| backend | threads |")
 
 
+def test_bench_interleaves_the_thread_counts_pass_by_pass(frames_dir, tiny_bundle,
+                                                         monkeypatch):
+    budgets = []
+    monkeypatch.setattr(edge_bench, "apply_thread_budget", budgets.append)
+    frames = list(open_source(frames_dir))
+    rows = bench(tiny_bundle, frames, BenchConfig(threads=(1, 2, 4), repeats=3, warmup=1))
+    # one budget per classifier made (and warmed up), then each pass times every count once,
+    # the order rotated by one each pass
+    assert budgets == [1, 2, 4, 1, 2, 4, 2, 4, 1, 4, 1, 2]
+    assert [r["threads"] for r in rows] == [1, 2, 4]
+    assert all(r["frames"] == 3 * len(frames) for r in rows)
+
+
 def test_bench_skips_bad_frames(frames_dir, tiny_bundle):
     (frames_dir / "c.png").write_bytes(b"")
     write_frame(frames_dir / "d.png", synthetic_frame(8, 256))
