@@ -227,7 +227,9 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
         return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + ctx.rank)
+    # The augmentation draws its random numbers on the device that holds the batch (a CPU
+    # generator cannot serve CUDA tensors).
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + ctx.rank)
     ckpt = out / "encoder.pt"
     history: list[dict] = []
     step = first_epoch = 0

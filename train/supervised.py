@@ -5,6 +5,7 @@ With ``init_encoder`` it fine-tunes a pretrained encoder end to end instead."""
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,8 @@ class SupervisedConfig:
     """``steps`` of AdamW on batches drawn with replacement from the labelled subset;
     ``init_encoder``: an encoder checkpoint to fine-tune (``preset`` is then unused);
     ``probe_first``: when fine-tuning, start from a linear probe trained on the frozen
-    encoder's features (LP-FT) instead of a random head."""
+    encoder's features (LP-FT) instead of a random head; ``device``: ``auto`` (CUDA when
+    available, with bfloat16 autocast), ``cpu`` or ``cuda``."""
 
     preset: str = "tiny"
     steps: int = 400
@@ -36,13 +38,26 @@ class SupervisedConfig:
     seed: int = 0
     init_encoder: str | None = None
     probe_first: bool = False
+    device: str = "auto"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else the CPU; ``cpu`` / ``cuda`` as named (``cuda``
+    without a GPU is refused with a message)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
 
 
 @torch.no_grad()
 def predict(model: nn.Module, inputs: np.ndarray, batch: int = 2048) -> np.ndarray:
-    """inputs (N, C, S, S) -> predicted class int64 (N,), model in eval mode."""
+    """inputs (N, C, S, S) -> predicted class int64 (N,), model in eval mode on the device
+    that holds its weights."""
     model.eval()
-    return torch.cat([model(torch.from_numpy(inputs[i:i + batch])).argmax(1)
+    dev = next(model.parameters()).device
+    return torch.cat([model(torch.from_numpy(inputs[i:i + batch]).to(dev)).argmax(1).cpu()
                       for i in range(0, len(inputs), batch)]).numpy()
 
 
@@ -62,15 +77,16 @@ def fit_supervised(train: LabelledSet, cfg: SupervisedConfig) -> TileClassifier:
     """Train encoder + linear head on ``train`` (already the labelled subset): from scratch,
     or from ``cfg.init_encoder``; returns the model (inputs (B, C, S, S) -> logits (B, K))."""
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    dev = resolve_device(cfg.device)
+    gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     k = len(train.classes)
     if cfg.init_encoder:
         encoder, _ = load_encoder(cfg.init_encoder)
     else:
         encoder = Encoder(ENCODER_PRESETS[cfg.preset])
     model = TileClassifier(encoder, initial_head(encoder, train, cfg))
-    model = model.to(memory_format=torch.channels_last)
-    labels = torch.from_numpy(train.labels)
+    model = model.to(dev, memory_format=torch.channels_last)
+    labels = torch.from_numpy(train.labels).to(dev)
     weight = None
     if cfg.class_balanced:
         counts = torch.bincount(labels, minlength=k).float().clamp(min=1)
@@ -78,12 +94,15 @@ def fit_supervised(train: LabelledSet, cfg: SupervisedConfig) -> TileClassifier:
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
-    inputs = torch.from_numpy(train.inputs)
+    inputs = torch.from_numpy(train.inputs).to(dev)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
     model.train()
     for _ in range(cfg.steps):
-        idx = torch.randint(len(inputs), (cfg.batch_size,), generator=gen)
+        idx = torch.randint(len(inputs), (cfg.batch_size,), generator=gen, device=dev)
         x = augment(inputs[idx], cfg.augment, gen).contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(model(x), labels[idx])
+        with autocast or nullcontext():
+            logits = model(x)
+        loss = loss_fn(logits.float(), labels[idx])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"supervised loss became {loss.item()}")
         opt.zero_grad(set_to_none=True)
