@@ -106,6 +106,8 @@ def _measure(preset: str, tile_pixels: int, batch_size: int, steps: int, warmup:
         if not torch.isfinite(loss.detach()).item():
             raise RuntimeError(f"non-finite loss in the throughput run of {preset!r}")
 
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     for _ in range(warmup):
         step()
     rates = []
@@ -133,6 +135,8 @@ def _measure(preset: str, tile_pixels: int, batch_size: int, steps: int, warmup:
         "images_per_s_median": float(np.median(r)),
         "images_per_s_p10": float(np.percentile(r, 10)),
         "images_per_s_p90": float(np.percentile(r, 90)),
+        # Peak memory the allocator held on the GPU for this preset (None on the CPU).
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated(dev) / 2**20) if cuda else None,
     }
 
 
