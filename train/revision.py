@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 
 def git_revision() -> str:
-    """The project's git revision (with ``+dirty`` if uncommitted changes), or 'unknown'."""
+    """The project's git revision (with ``+dirty`` if uncommitted changes); where git cannot
+    tell (a copy of the tree without ``.git``, e.g. on a lent GPU machine), the revision named
+    by the ``EDGE_GIT_REVISION`` environment variable with ``+copy``, else 'unknown'."""
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
@@ -16,4 +19,5 @@ def git_revision() -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        named = os.environ.get("EDGE_GIT_REVISION", "").strip()
+        return f"{named}+copy" if named else "unknown"
