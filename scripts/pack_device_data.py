@@ -1,0 +1,95 @@
+"""Copy the part of ../shared/data that a GPU benchmark run reads into small folders that the
+``device`` tool can carry (it carries at most 64 MiB a call, and the data is about 230 MiB).
+
+Files are copied byte for byte (no re-encoding), in the published layout, so the project's
+loaders read them unchanged; only the files a run reads are copied:
+
+- part ``msl``: MSL v2.1 in full (lists, class map, every train and val image; 47 MiB), and
+  AI4Mars ``train.txt`` with the frames and masks of the ``--ai4mars-train-frames`` train
+  frames that ``TileDataConfig(max_train_frames=N)`` selects (the pretraining pool's share);
+- part ``mix``: HiRISE v1 lists and class map and the crops of its train split (what the
+  pretraining pool reads), and the AI4Mars train and val frames (with masks) that the kNN
+  monitor of a mixed-domain run reads (``train.labelled_sets.monitor_data``).
+
+On the device, copy each part into one folder and pass it as ``--data-root``.
+
+    python scripts/pack_device_data.py --part msl --out .device-data/msl
+    python scripts/pack_device_data.py --part mix --out .device-data/mix
+
+Never commit the output: these are NASA/JPL images (``.device-data/`` is git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from train.datasets.ai4mars import load_ai4mars
+from train.datasets.hirise import load_hirise
+from train.labelled_sets import monitor_data
+from train.tiles import TileDataConfig, default_data_root, spread
+
+
+def _copy(src: Path, dst: Path) -> int:
+    """Copy one file (creating folders); returns its size in bytes."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst.stat().st_size
+
+
+def _copy_frames(data: Path, out: Path, train: int | None, val: int | None) -> int:
+    """AI4Mars ``train.txt`` and the frames and masks that a ``TileDataConfig`` with these
+    ``max_train_frames`` / ``max_val_frames`` reads (0: none of that split)."""
+    ai4 = load_ai4mars(data / "ai4mars-msl-ncam-256")
+    total = _copy(ai4.root / "train.txt", out / "ai4mars-msl-ncam-256" / "train.txt")
+    splits = ai4.splits()
+    ids = spread(splits["train"], train) if train != 0 else []
+    ids += spread(splits["val"], val) if val != 0 else []
+    for frame_id in ids:
+        for src in (ai4.image_path(frame_id), ai4.mask_path(frame_id)):
+            total += _copy(src, out / "ai4mars-msl-ncam-256" / src.relative_to(ai4.root))
+    return total
+
+
+def pack_msl(data: Path, out: Path, ai4mars_train_frames: int) -> int:
+    """MSL v2.1 in full plus the selected AI4Mars train frames; returns bytes written."""
+    total = 0
+    for src in sorted((data / "msl-v2.1").rglob("*")):
+        if src.is_file():
+            total += _copy(src, out / "msl-v2.1" / src.relative_to(data / "msl-v2.1"))
+    return total + _copy_frames(data, out, ai4mars_train_frames, 0)
+
+
+def pack_mix(data: Path, out: Path, ai4mars_train_frames: int) -> int:
+    """HiRISE v1 lists and the crops of its train split, and the AI4Mars frames the kNN
+    monitor reads; returns bytes written."""
+    ds = load_hirise(data / "hirise-v1")
+    total = sum(_copy(src, out / "hirise-v1" / src.name)
+                for src in sorted((data / "hirise-v1").glob("*")) if src.is_file())
+    for item in ds.splits["train"]:
+        src = ds.image_path(item)
+        total += _copy(src, out / "hirise-v1" / src.relative_to(ds.root))
+    light = monitor_data(TileDataConfig(max_train_frames=ai4mars_train_frames))
+    return total + _copy_frames(data, out, light.max_train_frames, light.max_val_frames)
+
+
+def main() -> None:
+    """Command line: see the module docstring."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=("msl", "mix"), required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", type=Path, default=default_data_root())
+    ap.add_argument("--ai4mars-train-frames", type=int, default=600)
+    args = ap.parse_args()
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    if args.part == "msl":
+        total = pack_msl(args.data, args.out, args.ai4mars_train_frames)
+    else:
+        total = pack_mix(args.data, args.out, args.ai4mars_train_frames)
+    print(f"{args.out}: {total / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
