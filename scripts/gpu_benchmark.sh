@@ -64,7 +64,9 @@ EOF
       ((running)) || break
       sleep 10
     done
-    for f in "$WORK"/logs/*.log; do echo "== $f"; grep -v '^{' "$f" | tail -8; done
+    for f in "$WORK"/logs/*.log; do
+      echo "== $f"; grep -v '^{' "$f" | tail -6; grep '^{' "$f" | tail -2 | cut -c1-400
+    done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
     ;;
   summary)
