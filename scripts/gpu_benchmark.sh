@@ -15,7 +15,9 @@
 #   summary SEEDS         benchmark.json / .md from the finished runs (WORK/results)
 #
 # The preset's settings that are changed (--override) are named in the results: the AI4Mars
-# share of the pool is the frames that scripts/pack_device_data.py copied.
+# share of the pool is the frames that scripts/pack_device_data.py copied. Lanes share the GPU;
+# at 64 px one ResNet-18 pretraining holds about 10 GiB, and six at once ran out of memory on
+# an 80 GiB H100 (docs/results/gpu-resnet18/README.md).
 set -euo pipefail
 WORK=${WORK:-runs/gpu}
 DATA_ROOT=${DATA_ROOT:-../shared/data}
@@ -65,7 +67,7 @@ EOF
       sleep 10
     done
     for f in "$WORK"/logs/*.log; do
-      echo "== $f"; grep -v '^{' "$f" | tail -6; grep '^{' "$f" | tail -2 | cut -c1-400
+      echo "== $f"; grep -v '^{' "$f" | tail -6; (grep '^{' "$f" || true) | tail -2 | cut -c1-400
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
     ;;

@@ -11,7 +11,9 @@ loaders read them unchanged; only the files a run reads are copied:
   pretraining pool reads), and the AI4Mars train and val frames (with masks) that the kNN
   monitor of a mixed-domain run reads (``train.labelled_sets.monitor_data``).
 
-On the device, copy each part into one folder and pass it as ``--data-root``.
+Carry each part as one archive (``tar czf msl.tgz -C .device-data/msl .``): thousands of small
+files count more than their bytes against the carry limit. On the device, unpack every part
+into one folder and pass it as ``--data-root``.
 
     python scripts/pack_device_data.py --part msl --out .device-data/msl
     python scripts/pack_device_data.py --part mix --out .device-data/mix
