@@ -75,6 +75,7 @@ def pretrain_command(
     cluster_every: int = typer.Option(1, min=1, help="Re-cluster every N epochs."),
     monitor: str = typer.Option(None, help="Log weighted kNN val accuracy each epoch on "
                                 "'ai4mars' or 'msl'."),
+    device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu or cuda."),
 ) -> None:
     """SimCLR on an unlabelled pool (AI4Mars tiles by default, or mixed domains), optionally
     cluster-corrected; writes OUT/encoder.pt atomically each epoch. Runs under torchrun too.
@@ -109,7 +110,7 @@ def pretrain_command(
                              msl_root=str(data_root / "msl-v2.1"),
                              hirise_root=str(data_root / "hirise-v1"),
                              max_items_per_domain=max_items_per_domain, epoch_size=epoch_size,
-                             cluster=cluster, monitor=monitor)
+                             cluster=cluster, monitor=monitor, device=device)
         path = pretrain(cfg, log=typer.echo)
     except (CheckpointError, DatasetError, TrainingError, RuntimeError) as exc:
         raise _fail(str(exc)) from None

@@ -51,7 +51,9 @@ class PretrainConfig:
     ``domains`` draws the pool from several image sources in set proportions (``data`` gives
     the AI4Mars folder and the input size for all); ``epoch_size`` is the number of pool draws
     per epoch (None: the pool's size); ``cluster`` turns on the false-negative correction;
-    ``monitor`` ('ai4mars' or 'msl') logs a weighted kNN accuracy on validation each epoch."""
+    ``monitor`` ('ai4mars' or 'msl') logs a weighted kNN accuracy on validation each epoch;
+    ``device``: ``auto`` (the GPU of this process's local rank when CUDA is available, else the
+    CPU), ``cpu`` (also under torchrun: gloo) or ``cuda``."""
 
     out_dir: str = "runs/pretrain"
     preset: str = "tiny"
@@ -74,6 +76,7 @@ class PretrainConfig:
     cluster: ClusterConfig | None = None
     monitor: str | None = None
     monitor_max_items: int = 4000
+    device: str = "auto"
 
     def pool_config(self) -> PoolConfig:
         """The pool this run draws from."""
@@ -122,10 +125,20 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _device(ctx: DistContext) -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", ctx.local_rank)
-    return torch.device("cpu")
+def training_device(name: str, local_rank: int) -> torch.device:
+    """The device of a process with ``local_rank`` for ``PretrainConfig.device``; raises
+    TrainingError for CUDA asked for without a GPU, or a local rank with no GPU of its own."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise TrainingError(f"device {name!r}: choose auto, cpu or cuda")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' requested but CUDA is not available")
+    if local_rank >= torch.cuda.device_count():
+        raise TrainingError(
+            f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} GPU(s) are visible: "
+            f"start at most one process per GPU, or pass device 'cpu' (gloo)")
+    return torch.device("cuda", local_rank)
 
 
 def _features(encoder: Encoder, items: np.ndarray, device: torch.device) -> np.ndarray:
@@ -186,13 +199,13 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
     if cfg.preset not in ENCODER_PRESETS:
         raise TrainingError(
             f"unknown preset '{cfg.preset}' (choose from {sorted(ENCODER_PRESETS)})")
-    ctx = init_distributed()
+    device = training_device(cfg.device, DistContext.from_env().local_rank)
+    ctx = init_distributed("gloo" if device.type == "cpu" else "nccl")
     if not ctx.is_main:
         log = _silent
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = _device(ctx)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:

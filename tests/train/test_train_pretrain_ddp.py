@@ -39,7 +39,8 @@ def _config(root: str, out: str) -> PretrainConfig:
     return PretrainConfig(out_dir=out, preset="tiny",
                           data=TileDataConfig(root=root, max_train_frames=2),
                           batch_size=32, epochs=2, threads=1,
-                          cluster=ClusterConfig(mode="eliminate", ks=(2,), warmup_epochs=1))
+                          cluster=ClusterConfig(mode="eliminate", ks=(2,), warmup_epochs=1),
+                          device="cpu")  # gloo on the CPU, also on a machine with a GPU
 
 
 def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
