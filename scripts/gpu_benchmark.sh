@@ -12,7 +12,7 @@
 #                         in the background (its own session), one benchmark process per seed in
 #                         turn for METHODS on MSL v2.1 at 10% labels; log WORK/logs/NAME.log
 #   wait SECONDS          until no started lane is running, or SECONDS have passed
-#   summary SEEDS         benchmark.json / .md from the finished runs (WORK/results)
+#   summary METHODS SEEDS benchmark.json / .md from the finished runs (WORK/results)
 #
 # The preset's settings that are changed (--override) are named in the results: the AI4Mars
 # share of the pool is the frames that scripts/pack_device_data.py copied. Lanes share the GPU;
@@ -22,7 +22,7 @@ set -euo pipefail
 WORK=${WORK:-runs/gpu}
 DATA_ROOT=${DATA_ROOT:-../shared/data}
 BUDGET_S=${BUDGET_S:-120}   # seconds of one whole GPU per pretraining
-AI4MARS_FRAMES=${AI4MARS_FRAMES:-500}
+AI4MARS_FRAMES=${AI4MARS_FRAMES:-500}  # as packed by scripts/pack_device_data.py
 EPOCHS=${EPOCHS:-12}
 EDGE=${EDGE:-edge}
 PRESET=${PRESET:-gpu-resnet18}
@@ -74,7 +74,7 @@ EOF
   summary)
     # shellcheck disable=SC2046
     $EDGE train benchmark --preset $PRESET $(overrides) --datasets msl-v2.1 \
-      --methods supervised,simclr,simclr+cluster+mix --fractions 0.1 --seeds "$2" \
+      --methods "$2" --fractions 0.1 --seeds "$3" \
       --work-dir "$WORK/bench" --out "$WORK/results" --data-root "$DATA_ROOT" --threads 4
     ;;
   *)

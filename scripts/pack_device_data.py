@@ -82,7 +82,8 @@ def main() -> None:
     ap.add_argument("--part", choices=("msl", "mix"), required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=default_data_root())
-    ap.add_argument("--ai4mars-train-frames", type=int, default=600)
+    # Must equal the run's ai4mars_train_frames (scripts/gpu_benchmark.sh: AI4MARS_FRAMES).
+    ap.add_argument("--ai4mars-train-frames", type=int, default=500)
     args = ap.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)

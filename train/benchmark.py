@@ -27,12 +27,13 @@ from edge.atomic_file import write_bytes_atomic
 from edge.outputs import write_json_atomic
 from train.clustering import ClusterConfig
 from train.datasets.errors import DatasetError
+from train.device import pick_device
 from train.labelled_sets import LabelledSet, canonical, load_labelled
 from train.metrics import MIN_SUPPORT, evaluate
 from train.pool import Pool, load_pool, parse_domains
 from train.pretrain import PretrainConfig, pretrain
 from train.probe import ProbeConfig, extract_features, load_encoder, train_linear_head
-from train.supervised import SupervisedConfig, resolve_device, train_supervised
+from train.supervised import SupervisedConfig, train_supervised
 from train.tiles import TileDataConfig, default_data_root
 
 METHODS = ("supervised", "simclr", "simclr+cluster-eliminate", "simclr+cluster-attract",
@@ -212,7 +213,7 @@ class _Benchmark:
         ckpt = self.encoder_for(method, dataset, seed)
         encoder, saved = load_encoder(ckpt)
         out["pretrain_history"] = saved["history"]
-        dev = resolve_device("auto")  # features on the GPU when there is one
+        dev = pick_device("auto")  # features on the GPU when there is one
         encoder = encoder.to(dev, memory_format=torch.channels_last)
         f_train = extract_features(encoder, train.inputs, device=dev)
         f_val = extract_features(encoder, val.inputs, device=dev)

@@ -23,6 +23,7 @@ import torch
 from train.augment import AugmentConfig, augment
 from train.checkpoint import git_revision, load_checkpoint, save_atomic
 from train.clustering import ClusterConfig, PairTally, cluster_assignments, cluster_purity
+from train.device import pick_device
 from train.distributed import (
     DistContext,
     average_gradients,
@@ -125,22 +126,6 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def training_device(name: str, local_rank: int) -> torch.device:
-    """The device of a process with ``local_rank`` for ``PretrainConfig.device``; raises
-    TrainingError for CUDA asked for without a GPU, or a local rank with no GPU of its own."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise TrainingError(f"device {name!r}: choose auto, cpu or cuda")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' requested but CUDA is not available")
-    if local_rank >= torch.cuda.device_count():
-        raise TrainingError(
-            f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} GPU(s) are visible: "
-            f"start at most one process per GPU, or pass device 'cpu' (gloo)")
-    return torch.device("cuda", local_rank)
-
-
 def _features(encoder: Encoder, items: np.ndarray, device: torch.device) -> np.ndarray:
     """Un-augmented items (N, C, S, S) -> encoder features float32 (N, D), eval mode."""
     return extract_features(encoder, items, device=device).numpy()
@@ -199,7 +184,10 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
     if cfg.preset not in ENCODER_PRESETS:
         raise TrainingError(
             f"unknown preset '{cfg.preset}' (choose from {sorted(ENCODER_PRESETS)})")
-    device = training_device(cfg.device, DistContext.from_env().local_rank)
+    try:
+        device = pick_device(cfg.device, DistContext.from_env().local_rank)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
     ctx = init_distributed("gloo" if device.type == "cpu" else "nccl")
     if not ctx.is_main:
         log = _silent

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from train.augment import AugmentConfig, augment
+from train.device import pick_device
 from train.labelled_sets import LabelledSet
 from train.metrics import evaluate
 from train.models import ENCODER_PRESETS, Encoder, TileClassifier
@@ -39,16 +40,6 @@ class SupervisedConfig:
     init_encoder: str | None = None
     probe_first: bool = False
     device: str = "auto"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU; ``cpu`` / ``cuda`` as named (``cuda``
-    without a GPU is refused with a message)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -77,7 +68,7 @@ def fit_supervised(train: LabelledSet, cfg: SupervisedConfig) -> TileClassifier:
     """Train encoder + linear head on ``train`` (already the labelled subset): from scratch,
     or from ``cfg.init_encoder``; returns the model (inputs (B, C, S, S) -> logits (B, K))."""
     torch.manual_seed(cfg.seed)
-    dev = resolve_device(cfg.device)
+    dev = pick_device(cfg.device)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     k = len(train.classes)
     if cfg.init_encoder:
