@@ -10,7 +10,8 @@
 #                         run = BUDGET_S x the resnet18 images/s (WORK/overrides.txt)
 #   start NAME METHODS SEEDS
 #                         in the background (its own session), one benchmark process per seed in
-#                         turn for METHODS on MSL v2.1 at 10% labels; log WORK/logs/NAME.log
+#                         turn for METHODS on DATASETS (default msl-v2.1; ai4mars needs the
+#                         pack's ai4mars-val part) at 10% labels; log WORK/logs/NAME.log
 #   wait SECONDS          until no started lane is running, or SECONDS have passed
 #   summary METHODS SEEDS benchmark.json / .md from the finished runs (WORK/results)
 #
@@ -26,6 +27,7 @@ AI4MARS_FRAMES=${AI4MARS_FRAMES:-500}  # as packed by scripts/pack_device_data.p
 EPOCHS=${EPOCHS:-12}
 EDGE=${EDGE:-edge}
 PRESET=${PRESET:-gpu-resnet18}
+DATASETS=${DATASETS:-msl-v2.1}
 mkdir -p "$WORK/logs"
 
 overrides() {
@@ -53,7 +55,7 @@ EOF
     name=$2 methods=$3 seeds=$4
     # shellcheck disable=SC2046
     setsid nohup bash -c "for s in ${seeds//,/ }; do $EDGE train benchmark --preset $PRESET \
-      $(overrides) --datasets msl-v2.1 --methods $methods --fractions 0.1 --seeds \$s \
+      $(overrides) --datasets $DATASETS --methods $methods --fractions 0.1 --seeds \$s \
       --work-dir $WORK/bench --out $WORK/lane-$name-\$s --data-root $DATA_ROOT --threads 4 \
       || echo FAILED seed \$s; done; echo LANE DONE" >"$WORK/logs/$name.log" 2>&1 &
     echo "$!" >"$WORK/logs/$name.pid"
@@ -73,7 +75,7 @@ EOF
     ;;
   summary)
     # shellcheck disable=SC2046
-    $EDGE train benchmark --preset $PRESET $(overrides) --datasets msl-v2.1 \
+    $EDGE train benchmark --preset $PRESET $(overrides) --datasets "$DATASETS" \
       --methods "$2" --fractions 0.1 --seeds "$3" \
       --work-dir "$WORK/bench" --out "$WORK/results" --data-root "$DATA_ROOT" --threads 4
     ;;

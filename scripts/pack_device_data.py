@@ -9,7 +9,10 @@ loaders read them unchanged; only the files a run reads are copied:
   frames that ``TileDataConfig(max_train_frames=N)`` selects (the pretraining pool's share);
 - part ``mix``: HiRISE v1 lists and class map and the crops of its train split (what the
   pretraining pool reads), and the AI4Mars train and val frames (with masks) that the kNN
-  monitor of a mixed-domain run reads (``train.labelled_sets.monitor_data``).
+  monitor of a mixed-domain run reads (``train.labelled_sets.monitor_data``);
+- part ``ai4mars-val``: AI4Mars ``train.txt`` with every validation frame and mask (about
+  27 MiB), for runs that evaluate on AI4Mars as well (``--datasets ai4mars,msl-v2.1``). Their
+  labelled train tiles come from the ``msl`` part's frames.
 
 Carry each part as one archive (``tar czf msl.tgz -C .device-data/msl .``): thousands of small
 files count more than their bytes against the carry limit. On the device, unpack every part
@@ -17,6 +20,7 @@ into one folder and pass it as ``--data-root``.
 
     python scripts/pack_device_data.py --part msl --out .device-data/msl
     python scripts/pack_device_data.py --part mix --out .device-data/mix
+    python scripts/pack_device_data.py --part ai4mars-val --out .device-data/ai4mars-val
 
 Never commit the output: these are NASA/JPL images (``.device-data/`` is git-ignored).
 """
@@ -76,10 +80,15 @@ def pack_mix(data: Path, out: Path, ai4mars_train_frames: int) -> int:
     return total + _copy_frames(data, out, light.max_train_frames, light.max_val_frames)
 
 
+def pack_ai4mars_val(data: Path, out: Path) -> int:
+    """AI4Mars ``train.txt`` and every validation frame with its mask; returns bytes written."""
+    return _copy_frames(data, out, 0, None)
+
+
 def main() -> None:
     """Command line: see the module docstring."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("msl", "mix"), required=True)
+    ap.add_argument("--part", choices=("msl", "mix", "ai4mars-val"), required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=default_data_root())
     # Must equal the run's ai4mars_train_frames (scripts/gpu_benchmark.sh: AI4MARS_FRAMES).
@@ -89,8 +98,10 @@ def main() -> None:
         shutil.rmtree(args.out)
     if args.part == "msl":
         total = pack_msl(args.data, args.out, args.ai4mars_train_frames)
-    else:
+    elif args.part == "mix":
         total = pack_mix(args.data, args.out, args.ai4mars_train_frames)
+    else:
+        total = pack_ai4mars_val(args.data, args.out)
     print(f"{args.out}: {total / 2**20:.1f} MiB")
 
 

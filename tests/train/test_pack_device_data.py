@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,11 @@ def test_packed_parts_give_the_same_pool_monitor_and_msl_sets(tmp_path: Path) ->
     assert pack.pack_msl(full, tmp_path / "msl", frames) > 0
     assert pack.pack_mix(full, tmp_path / "mix", frames) > 0
     merged = tmp_path / "merged"
-    for part in ("msl", "mix"):
+    assert pack.pack_ai4mars_val(full, tmp_path / "ai4mars-val") > 0
+    for part in ("msl", "mix", "ai4mars-val"):
         shutil.copytree(tmp_path / part, merged, dirs_exist_ok=True)
-    # Only what the runs read was copied: fewer frames than the full folder holds.
+    # Only what the runs read was copied: fewer frames than the full folder holds (its train
+    # frames beyond the pool's 4 are left behind).
     n_full = len(list((full / "ai4mars-msl-ncam-256" / "images").iterdir()))
     n_packed = len(list((merged / "ai4mars-msl-ncam-256" / "images").iterdir()))
     assert 0 < n_packed < n_full
@@ -60,7 +63,18 @@ def test_packed_parts_give_the_same_pool_monitor_and_msl_sets(tmp_path: Path) ->
     got, packed_data = _pool(merged, frames)
     np.testing.assert_array_equal(got.items, want.items)
     np.testing.assert_array_equal(got.labels, want.labels)
+    # The ai4mars-val part alone holds every validation frame the benchmark evaluates on.
+    val_only = replace(data, root=str(tmp_path / "ai4mars-val" / "ai4mars-msl-ncam-256"))
+    a, b = load_labelled("ai4mars", "val", data, ""), load_labelled("ai4mars", "val", val_only, "")
+    np.testing.assert_array_equal(b.inputs, a.inputs)
+    np.testing.assert_array_equal(b.labels, a.labels)
     for split in ("train", "val"):
+        # What the benchmark evaluates on AI4Mars (the pool's train frames, every val frame)...
+        a = load_labelled("ai4mars", split, data, "")
+        b = load_labelled("ai4mars", split, packed_data, "")
+        np.testing.assert_array_equal(b.inputs, a.inputs)
+        np.testing.assert_array_equal(b.labels, a.labels)
+        # ...and what the kNN monitor reads.
         a = load_labelled("ai4mars", split, monitor_data(data), "")
         b = load_labelled("ai4mars", split, monitor_data(packed_data), "")
         np.testing.assert_array_equal(b.inputs, a.inputs)
