@@ -13,11 +13,23 @@ from edge.atomic_file import write_bytes_atomic
 from train.revision import git_revision  # noqa: F401  (re-exported: callers import it here)
 
 
+def on_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor inside dicts, lists and tuples moved to the CPU (others kept
+    as they are), so that a checkpoint made on a GPU loads anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device.type == "cpu" else obj.cpu()
+    if isinstance(obj, dict):
+        return type(obj)((k, on_cpu(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(on_cpu(v) for v in obj)
+    return obj
+
+
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> Path:
     """torch.save ``obj`` to ``path`` atomically (serialised in memory, then written to a
-    temporary sibling, fsynced and renamed)."""
+    temporary sibling, fsynced and renamed), with its tensors on the CPU (:func:`on_cpu`)."""
     buf = io.BytesIO()
-    torch.save(obj, buf)
+    torch.save(on_cpu(obj), buf)
     return write_bytes_atomic(path, buf.getvalue())
 
 

@@ -8,7 +8,13 @@ import stat
 import pytest
 import torch
 
-from train.checkpoint import CheckpointError, git_revision, load_checkpoint, save_atomic
+from train.checkpoint import (
+    CheckpointError,
+    git_revision,
+    load_checkpoint,
+    on_cpu,
+    save_atomic,
+)
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -85,3 +91,25 @@ def test_git_revision_is_a_string():
     rev = git_revision()
     assert isinstance(rev, str) and rev
     assert rev == "unknown" or len(rev.removesuffix("+dirty")) == 40
+
+
+def test_on_cpu_keeps_the_structure_and_every_value() -> None:
+    from collections import namedtuple
+
+    import numpy as np
+
+    pair = namedtuple("pair", "a b")(1, torch.ones(2))
+    obj = {"state": {"w": torch.arange(3.0)}, "list": [torch.zeros(1), "x", 2],
+           "tuple": (torch.ones(1),), "pair": pair, "ids": np.arange(3), "none": None}
+    out = on_cpu(obj)
+    assert torch.equal(out["state"]["w"], obj["state"]["w"])
+    assert isinstance(out["list"], list) and out["list"][1:] == ["x", 2]
+    assert isinstance(out["tuple"], tuple) and torch.equal(out["tuple"][0], torch.ones(1))
+    assert out["pair"] is pair  # named tuples are left as they are
+    assert out["ids"] is obj["ids"] and out["none"] is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU to make CUDA tensors")
+def test_a_checkpoint_made_on_the_gpu_holds_cpu_tensors(tmp_path) -> None:
+    path = save_atomic({"kind": "encoder", "w": torch.ones(2, device="cuda")}, tmp_path / "e.pt")
+    assert torch.load(path, weights_only=False)["w"].device.type == "cpu"
