@@ -346,17 +346,20 @@ def time_model(model_path: Path, frames: list[np.ndarray], input_name: str, thre
 
 
 def side_by_side_speedup(float_path: Path, quant_path: Path, frames: list[np.ndarray],
-                         input_name: str, threads: int, repeats: int, rounds: int = 5) -> float:
+                         input_name: str, threads: int, repeats: int, rounds: int = 5,
+                         timer: Callable[..., dict[str, Any]] | None = None) -> float:
     """Speed of ``quant_path`` relative to ``float_path`` timed side by side: in each of
-    ``rounds`` rounds both models are timed by :func:`time_model` (``repeats`` passes over
-    ``frames``), in alternating order; the median over rounds of float / INT8 median ms."""
+    ``rounds`` rounds both models are timed by ``timer`` (default :func:`time_model`, same
+    arguments; ``repeats`` passes over ``frames``), in alternating order; the median over
+    rounds of float / INT8 median ms, so a slow spell of a shared CPU hits both alike."""
+    timer = timer or time_model
     ratios = []
     for r in range(rounds):
         order = (0, 1) if r % 2 == 0 else (1, 0)
         ms = [0.0, 0.0]
         for k in order:
             path = (float_path, quant_path)[k]
-            ms[k] = time_model(path, frames, input_name, threads, repeats)["median_ms"]
+            ms[k] = timer(path, frames, input_name, threads, repeats)["median_ms"]
         if ms[1] > 0:  # median_ms is rounded to microseconds
             ratios.append(ms[0] / ms[1])
     return round(statistics.median(ratios), 2) if ratios else 0.0

@@ -237,7 +237,8 @@ def throughput_command(
 
 @train_app.command("benchmark")
 def benchmark_command(
-    preset: str = typer.Option("cpu-tiny", help="Benchmark preset: cpu-tiny, cpu-small, gpu-resnet18."),
+    preset: str = typer.Option("cpu-tiny",
+                               help="Benchmark preset: cpu-tiny, cpu-small, gpu-resnet18."),
     seeds: str = typer.Option("0,1,2", help="Seeds, comma-separated (at least 3 for a spread)."),
     datasets: str = typer.Option("ai4mars,msl-v2.1", help="ai4mars and/or msl-v2.1."),
     methods: str = typer.Option("all", help="Comma-separated methods, or 'all'."),

@@ -258,12 +258,42 @@ def test_a_variant_slower_than_float_is_not_written(student, ai4mars_dir, tmp_pa
     assert table["variants"][0]["passed"] is True
 
 
-def test_side_by_side_speedup_of_a_model_against_itself_is_about_one(student):
+def test_side_by_side_speedup_alternates_the_order_and_takes_the_median_ratio():
+    from export.quantize import side_by_side_speedup
+
+    calls = []
+    # Round 1 is a slow spell that hits both models alike; round 2's int8 timing is an outlier.
+    float_ms, int8_ms = iter([10.0, 40.0, 10.0, 9.0]), iter([5.0, 20.0, 50.0, 4.5])
+
+    def timer(path, frames, input_name, threads, repeats):
+        calls.append((str(path), threads, repeats))
+        return {"median_ms": next(float_ms if str(path) == "f.onnx" else int8_ms)}
+
+    ratio = side_by_side_speedup("f.onnx", "q.onnx", [], "tiles", threads=2, repeats=3,
+                                 rounds=4, timer=timer)
+    # per-round ratios 2.0, 2.0, 0.2, 2.0: the median ignores the outlier round
+    assert ratio == 2.0
+    assert [c[0] for c in calls] == ["f.onnx", "q.onnx", "q.onnx", "f.onnx"] * 2
+    assert {c[1:] for c in calls} == {(2, 3)}
+
+
+def test_side_by_side_speedup_skips_rounds_timed_at_zero():
+    from export.quantize import side_by_side_speedup
+
+    def timer(path, *_):
+        return {"median_ms": 1.0 if str(path) == "f.onnx" else 0.0}
+
+    assert side_by_side_speedup("f.onnx", "q.onnx", [], "tiles", 1, 1, rounds=3,
+                                timer=timer) == 0.0
+
+
+def test_side_by_side_speedup_times_real_models(student):
+    """The real timer runs both sessions; no bound on the ratio itself (a timed unit test
+    would fail on a loaded machine: speed is measured by the benchmarks in docs/)."""
     from export.quantize import side_by_side_speedup
 
     src = load_bundle(student["bundle"]).model_path
     frames = [np.random.default_rng(k).normal(size=(64, 1, 32, 32)).astype(np.float32)
               for k in range(2)]
-    ratio = side_by_side_speedup(src, src, frames, "tiles", threads=1, repeats=3, rounds=3)
-    assert 0.5 < ratio < 2.0
-
+    ratio = side_by_side_speedup(src, src, frames, "tiles", threads=1, repeats=1, rounds=2)
+    assert np.isfinite(ratio) and ratio > 0
