@@ -33,23 +33,47 @@ class ClusterConfig:
         return epoch >= self.warmup_epochs and (epoch - self.warmup_epochs) % self.every_epochs == 0
 
 
-def cluster_assignments(features: np.ndarray, ks: Sequence[int], seed: int = 0,
-                        iterations: int = 20) -> np.ndarray:
-    """Spherical k-means (faiss) of L2-normalised features float (N, D) for each k in ``ks``
-    -> cluster ids int64 (N, len(ks)). Deterministic for a given seed."""
+BACKENDS = ("faiss", "torch")
+
+
+def pick_backend(device: str = "cpu") -> str:
+    """The k-means backend for features computed on ``device`` ('cpu', 'cuda', 'cuda:1'):
+    torch on a GPU (no copy to the host, no faiss needed there); faiss on the CPU when it is
+    installed (the faster one there), else torch."""
+    if not str(device).startswith("cpu"):
+        return "torch"
     try:
-        import faiss
-    except ImportError as exc:
-        raise RuntimeError("cluster correction needs faiss: pip install faiss-cpu "
-                           "(part of the [train] extra)") from exc
+        import faiss  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "faiss"
+
+
+def cluster_assignments(features: np.ndarray, ks: Sequence[int], seed: int = 0,
+                        iterations: int = 20, backend: str = "faiss",
+                        device: str = "cpu") -> np.ndarray:
+    """Spherical k-means of L2-normalised features float (N, D) for each k in ``ks``
+    -> cluster ids int64 (N, len(ks)). Deterministic for a given seed, backend and device.
+    ``backend``: 'faiss' (CPU) or 'torch' (:mod:`train.kmeans_torch`, run on ``device``)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown k-means backend {backend!r} (choose from {BACKENDS})")
     x = np.ascontiguousarray(features, dtype=np.float32)
     if x.ndim != 2 or not len(x):
         raise ValueError(f"expected features (N, D) with N > 0, got shape {x.shape}")
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    out = np.empty((len(x), len(ks)), dtype=np.int64)
-    for j, k in enumerate(ks):
+    for k in ks:
         if not 1 <= k <= len(x):
             raise ValueError(f"k={k} needs between 1 and {len(x)} clusters")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if backend == "torch":
+        return _torch_assignments(x, ks, seed, iterations, device)
+    try:
+        import faiss
+    except ImportError as exc:
+        raise RuntimeError("cluster correction on the CPU with faiss needs faiss: pip install "
+                           "faiss-cpu (part of the [train] extra), or use the torch "
+                           "backend") from exc
+    out = np.empty((len(x), len(ks)), dtype=np.int64)
+    for j, k in enumerate(ks):
         km = faiss.Kmeans(x.shape[1], int(k), niter=iterations, seed=seed + j, spherical=True,
                           nredo=3, min_points_per_centroid=1, max_points_per_centroid=100_000,
                           verbose=False)
@@ -57,6 +81,17 @@ def cluster_assignments(features: np.ndarray, ks: Sequence[int], seed: int = 0,
         _, ids = km.index.search(x, 1)
         out[:, j] = ids[:, 0]
     return out
+
+
+def _torch_assignments(x: np.ndarray, ks: Sequence[int], seed: int, iterations: int,
+                       device: str) -> np.ndarray:
+    import torch
+
+    from train.kmeans_torch import spherical_kmeans
+
+    t = torch.from_numpy(x).to(device)
+    return np.stack([spherical_kmeans(t, int(k), iterations, seed + j).cpu().numpy()
+                     for j, k in enumerate(ks)], axis=1).astype(np.int64)
 
 
 def cluster_purity(assign: np.ndarray, labels: np.ndarray) -> float:

@@ -22,7 +22,13 @@ import torch
 
 from train.augment import AugmentConfig, augment
 from train.checkpoint import git_revision, load_checkpoint, save_atomic
-from train.clustering import ClusterConfig, PairTally, cluster_assignments, cluster_purity
+from train.clustering import (
+    ClusterConfig,
+    PairTally,
+    cluster_assignments,
+    cluster_purity,
+    pick_backend,
+)
 from train.device import pick_device
 from train.distributed import (
     DistContext,
@@ -151,15 +157,18 @@ def _cluster_pool(encoder: Encoder, pool: Pool, cfg: PretrainConfig, epoch: int,
     else:
         feats = local.numpy()
     ids = np.zeros((n, len(cfg.cluster.ks)), dtype=np.int64)
+    backend = pick_backend(str(device))
     if ctx.is_main:
         ids = cluster_assignments(feats, cfg.cluster.ks, seed=cfg.seed * 1000 + epoch,
-                                  iterations=cfg.cluster.iterations)
+                                  iterations=cfg.cluster.iterations, backend=backend,
+                                  device=str(device))
     if ctx.world_size > 1:
         shared = torch.from_numpy(ids).to(device)
         torch.distributed.broadcast(shared, src=0)
         ids = shared.cpu().numpy()
-    stats = {f"purity_k{k}": round(cluster_purity(ids[:, j], pool.labels), 4)
-             for j, k in enumerate(cfg.cluster.ks)}
+    stats: dict[str, Any] = {f"purity_k{k}": round(cluster_purity(ids[:, j], pool.labels), 4)
+                             for j, k in enumerate(cfg.cluster.ks)}
+    stats["cluster_backend"] = backend
     return ids, stats
 
 

@@ -31,10 +31,10 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(((a[:, None] == a[None, :]) == (b[:, None] == b[None, :])).all())
 
 
-# faiss initialises k-means from k random points and runs one Lloyd pass (nredo=1), so even
-# these blobs end in a local minimum (two blobs merged, one split) for some seeds: with this
-# data, seeds 0, 12, 14, 15, 18, 19, 26 of 0..39 fail. The seeds below find them.
-@pytest.mark.parametrize("seed", [1, 2, 3])
+# faiss starts k-means from k random points; a single start can merge two blobs and split
+# another, but with the three restarts used (nredo=3) every seed of 0..39 found them (checked
+# with faiss-cpu 1.x), including those a single start misses.
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 12])
 def test_finds_well_separated_blobs(seed):
     x, truth = blobs(seed)
     ids = cluster_assignments(x, ks=(3,), seed=seed)

@@ -14,7 +14,7 @@ from train_fixtures import write_image
 
 from toolkit_cli.main import main
 from train.checkpoint import load_checkpoint
-from train.clustering import ClusterConfig
+from train.clustering import ClusterConfig, pick_backend
 from train.datasets.hirise import load_hirise
 from train.datasets.msl import load_msl
 from train.pool import DOMAIN_LABEL_STRIDE, load_pool
@@ -54,6 +54,7 @@ def test_cluster_run_logs_purity_and_removed_pairs(ai4mars_root, tmp_path, mode)
     same = second["removed_pairs_same_class"]
     assert math.isnan(same) or 0.0 <= same <= 1.0
     assert math.isfinite(second["loss"])
+    assert second["cluster_backend"] == pick_backend("cpu")  # faiss here, torch on a GPU
     ids = ckpt["train_state"]["cluster_ids"]
     assert isinstance(ids, np.ndarray) and ids.shape == (128, 2)
     assert ids[:, 0].max() < 2 and ids[:, 1].max() < 3 and ids.min() >= 0
