@@ -131,7 +131,11 @@ def test_kernel_check_tells_kernel_error_from_grid_error(student, calib, tmp_pat
     coarse = quantize_model(src, tmp_path / "c.onnx", QuantVariant("qdq", "u8", False, "minmax"),
                             calib * 50, "tiles")
     other = kernel_check(quant, coarse, calib, "tiles")
-    assert other["max_abs_logit_diff"] > 10 * own["max_abs_logit_diff"] > 0
+    # Not "> 0" for the model against itself: fused kernels with exact int32 sums (e.g. VNNI)
+    # may reproduce the graph as written bit for bit. The coarse model differs either way
+    # (0.139 here, against 0.005 for the model against itself).
+    assert other["max_abs_logit_diff"] > 10 * own["max_abs_logit_diff"]
+    assert other["max_abs_logit_diff"] > 0.02
 
 
 def test_u8_weights_in_qoperator_form_are_refused(student, calib, tmp_path):

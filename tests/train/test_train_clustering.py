@@ -33,7 +33,7 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 # faiss starts k-means from k random points; a single start can merge two blobs and split
 # another, but with the three restarts used (nredo=3) every seed of 0..39 found them (checked
-# with faiss-cpu 1.x), including those a single start misses.
+# with faiss-cpu 1.15.1), including those a single start misses.
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 12])
 def test_finds_well_separated_blobs(seed):
     x, truth = blobs(seed)
