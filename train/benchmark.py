@@ -70,8 +70,8 @@ PRESETS = {
     # What fits a 2-core CPU session: about 2 minutes of pretraining per encoder.
     "cpu-tiny": BenchmarkPreset("cpu-tiny"),
     # The CPU "small" preset: the 373k-parameter encoder, 3x the tiny preset's draws;
-    # one pretraining takes about 25 minutes on 2 cores here (k-means included), under the
-    # 60 asked. The supervised baseline gets the 2,000 steps that made cpu-tiny's fair.
+    # one pretraining took 15-18 minutes on 2 cores here (k-means included), under the 60
+    # asked. The supervised baseline gets the 2,000 steps that made cpu-tiny's fair.
     "cpu-small": BenchmarkPreset(
         "cpu-small", encoder="small", epochs=6, epoch_size=24576, cluster_warmup=2,
         cluster_every=2, supervised_steps=2000),
