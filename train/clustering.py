@@ -38,8 +38,8 @@ BACKENDS = ("faiss", "torch")
 
 def pick_backend(device: str = "cpu") -> str:
     """The k-means backend for features computed on ``device`` ('cpu', 'cuda', 'cuda:1'):
-    torch on a GPU (no copy to the host, no faiss needed there); faiss on the CPU when it is
-    installed (the faster one there), else torch."""
+    torch on a GPU (no faiss needed there); faiss on the CPU when it is installed (the faster
+    one there), else torch."""
     if not str(device).startswith("cpu"):
         return "torch"
     try:

@@ -1,5 +1,6 @@
-"""Spherical k-means in torch, for clustering on the device the features are on (a GPU run
-need not copy its features to the CPU, nor have faiss installed).
+"""Spherical k-means in torch, for clustering on a GPU: a GPU run then neither clusters on
+its host's CPU nor needs faiss installed. (Pretraining hands the features over in host memory,
+a copy of tens of MB each way, small next to the k-means itself.)
 
 Same algorithm as the faiss path of :func:`train.clustering.cluster_assignments`: random
 distinct items as initial centroids, ``iterations`` rounds of assign-to-nearest (largest
