@@ -45,6 +45,8 @@ from train.pool import Pool, PoolConfig, epoch_indices, load_pool
 from train.probe import extract_features
 from train.tiles import TileDataConfig, default_data_root
 
+POOL_ON_GPU_SHARE = 0.25
+
 
 class TrainingError(Exception):
     """Training cannot go on (for example, the loss became non-finite)."""
@@ -60,7 +62,10 @@ class PretrainConfig:
     per epoch (None: the pool's size); ``cluster`` turns on the false-negative correction;
     ``monitor`` ('ai4mars' or 'msl') logs a weighted kNN accuracy on validation each epoch;
     ``device``: ``auto`` (the GPU of this process's local rank when CUDA is available, else the
-    CPU), ``cpu`` (also under torchrun: gloo) or ``cuda``."""
+    CPU), ``cpu`` (also under torchrun: gloo) or ``cuda``; ``check_every``: the loss stays on
+    the device and is checked for non-finite values every that many steps and at the end of
+    each epoch (a GPU need not wait for the host each step; no checkpoint is written between
+    checks, so a non-finite model is never saved)."""
 
     out_dir: str = "runs/pretrain"
     preset: str = "tiny"
@@ -84,6 +89,7 @@ class PretrainConfig:
     monitor: str | None = None
     monitor_max_items: int = 4000
     device: str = "auto"
+    check_every: int = 25
 
     def pool_config(self) -> PoolConfig:
         """The pool this run draws from."""
@@ -222,7 +228,7 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
                             f"{ctx.world_size} ranks")
     monitor = KnnMonitor.build(cfg.monitor, cfg.data, cfg.msl_root, cfg.monitor_max_items) \
         if cfg.monitor and ctx.is_main else None
-    items = torch.from_numpy(pool.items)
+    items = _stage_pool(torch.from_numpy(pool.items), device, log)
 
     encoder = Encoder(ENCODER_PRESETS[cfg.preset]).to(device, memory_format=torch.channels_last)
     head = ProjectionHead(encoder.config.feature_dim).to(device)
@@ -272,11 +278,13 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
             cluster_ids, stats = _cluster_pool(encoder, pool, cfg, epoch, ctx, device)
             record |= stats | {"cluster_s": round(time.perf_counter() - t_c, 1)}
         use_clusters = cfg.cluster is not None and cluster_ids is not None
+        ids_on_device = torch.from_numpy(cluster_ids).to(device) if use_clusters else None
         tally = PairTally()
         encoder.train()
         head.train()
         order = torch.from_numpy(epoch_indices(pool.sizes(), weights, epoch_size, cfg.seed, epoch))
-        losses = []
+        step_losses = torch.zeros(steps_per_epoch, device=device)
+        done = checked = 0
         t_epoch = time.perf_counter()
         for i in range(steps_per_epoch):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
@@ -286,32 +294,32 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
             with autocast or nullcontext():
                 z1, z2 = head(encoder(v1)), head(encoder(v2))
             z1, z2 = gather_with_grad(z1.float()), gather_with_grad(z2.float())
-            ids = None
-            if use_clusters:
-                assert cluster_ids is not None and cfg.cluster is not None
-                ids = torch.from_numpy(cluster_ids[idx.numpy()]).to(device)
-                tally.add(cluster_pair_mask(ids, cfg.cluster.mode).cpu().numpy(),
-                          pool.labels[idx.numpy()])
-            if ids is None:
+            if ids_on_device is None:
                 loss = nt_xent(z1, z2, cfg.temperature)
             else:
-                assert cfg.cluster is not None
-                loss = nt_xent(z1, z2, cfg.temperature, cluster_ids=ids, mode=cfg.cluster.mode)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at epoch {epoch} step {i}; "
-                                    f"last good checkpoint: {ckpt if ckpt.exists() else 'none'}")
+                assert cluster_ids is not None and cfg.cluster is not None
+                host_ids = torch.from_numpy(cluster_ids[idx.numpy()])
+                tally.add(cluster_pair_mask(host_ids, cfg.cluster.mode).numpy(),
+                          pool.labels[idx.numpy()])
+                loss = nt_xent(z1, z2, cfg.temperature, cluster_ids=ids_on_device[idx.to(device)],
+                               mode=cfg.cluster.mode)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             average_gradients(params)
             opt.step()
             sched.step()
             step += 1
-            losses.append(loss.item())
-            if _out_of_time(deadline, ctx, device):
+            step_losses[i] = loss.detach()
+            done = i + 1
+            late = _out_of_time(deadline, ctx, device)
+            if late or done - checked >= cfg.check_every or done == steps_per_epoch:
+                _check_finite(step_losses[checked:done], checked, epoch, ckpt)
+                checked = done
+            if late:
                 break
         now = time.perf_counter()
-        record |= {"steps": len(losses), "loss": float(np.mean(losses)),
-                   "images_per_s": round(len(losses) * cfg.batch_size / (now - t_epoch), 1),
+        record |= {"steps": done, "loss": float(step_losses[:done].mean()),
+                   "images_per_s": round(done * cfg.batch_size / (now - t_epoch), 1),
                    "elapsed_s": round(now - start, 1)}
         if use_clusters:
             record |= {k: round(v, 4) for k, v in tally.summary().items()}
@@ -333,6 +341,31 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
             log(f"time budget of {cfg.max_minutes} min spent after {step} steps")
             break
     return ckpt
+
+
+def _stage_pool(items: torch.Tensor, device: torch.device, log: Any) -> torch.Tensor:
+    """The pool (N, C, S, S) that batches are drawn from: on a GPU, moved there when it takes at
+    most ``POOL_ON_GPU_SHARE`` of the free GPU memory (each step then gathers its batch on the
+    device instead of copying it from pageable host memory); otherwise left on the host."""
+    if device.type != "cuda":
+        return items
+    free, _total = torch.cuda.mem_get_info(device)
+    if items.nbytes > POOL_ON_GPU_SHARE * free:
+        log(f"pool of {items.nbytes / 2**20:.0f} MiB stays in host memory "
+            f"({free / 2**20:.0f} MiB free on {device})")
+        return items
+    return items.to(device)
+
+
+def _check_finite(losses: torch.Tensor, first_step: int, epoch: int, ckpt: Path) -> None:
+    """Raise TrainingError naming the first non-finite loss among ``losses`` (n,), the losses of
+    steps ``first_step`` .. ``first_step + n - 1`` of ``epoch`` (one device-to-host sync)."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise TrainingError(f"loss became {losses[i].item()} at epoch {epoch} step "
+                            f"{first_step + i}; last good checkpoint: "
+                            f"{ckpt if ckpt.exists() else 'none'}")
 
 
 def _out_of_time(deadline: float | None, ctx: DistContext, device: torch.device) -> bool:

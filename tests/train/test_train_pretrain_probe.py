@@ -114,6 +114,40 @@ def test_non_finite_loss_after_an_epoch_names_the_last_good_checkpoint(ai4mars_r
     assert [r["epoch"] for r in load_checkpoint(ckpt_path, "encoder")["history"]] == [0]
 
 
+@pytest.mark.parametrize("check_every", [1, 3, 25])
+def test_non_finite_loss_mid_epoch_is_named_by_its_step_whatever_the_check_interval(
+        ai4mars_root, tmp_path, monkeypatch, check_every):
+    calls = []
+    real = train.pretrain.nt_xent
+
+    def failing_from_step_5(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
+        calls.append(1)
+        loss = real(z1, z2, t)
+        return loss * float("nan") if len(calls) > 5 else loss  # 8 steps per epoch
+
+    monkeypatch.setattr(train.pretrain, "nt_xent", failing_from_step_5)
+    cfg = pretrain_config(ai4mars_root, tmp_path / "run", check_every=check_every)
+    with pytest.raises(TrainingError, match="loss became nan at epoch 0 step 5"):
+        pretrain(cfg, log=quiet)
+    assert not (tmp_path / "run" / "encoder.pt").exists()
+
+
+def test_stage_pool_leaves_the_pool_on_the_host_on_cpu_and_when_the_gpu_lacks_room(monkeypatch):
+    items = torch.zeros(10, 1, 4, 4)
+    assert train.pretrain._stage_pool(items, torch.device("cpu"), quiet) is items
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _dev: (items.nbytes, 8 * items.nbytes))
+    logs: list[str] = []
+    assert train.pretrain._stage_pool(items, torch.device("cuda", 0), logs.append) is items
+    assert logs and "stays in host memory" in logs[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_stage_pool_moves_a_small_pool_to_the_gpu():
+    items = torch.arange(40.0).reshape(10, 1, 2, 2)
+    staged = train.pretrain._stage_pool(items, torch.device("cuda", 0), quiet)
+    assert staged.is_cuda and torch.equal(staged.cpu(), items)
+
+
 def test_time_budget_stops_mid_epoch_and_saves(ai4mars_root, tmp_path):
     cfg = pretrain_config(ai4mars_root, tmp_path / "run", frames=2, max_minutes=1e-9)
     logs: list[str] = []
