@@ -40,6 +40,21 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return flat.reshape(b, c, h, w)
 
 
+def _blur_some(x: torch.Tensor, blur: torch.Tensor, sigma: torch.Tensor,
+               select_on_device: bool) -> torch.Tensor:
+    """x (B, C, H, W) with the tiles where ``blur`` (B,) bool holds blurred by their ``sigma``
+    (B,). ``select_on_device``: blur every tile and keep the chosen ones with ``torch.where``
+    (no host sync, for GPUs); otherwise blur only the chosen tiles (less work, for CPUs). Both
+    give the same result: each tile's blur depends on that tile alone."""
+    if select_on_device:
+        return torch.where(blur[:, None, None, None], _gaussian_blur(x, sigma), x)
+    if not blur.any():
+        return x
+    out = x.clone()
+    out[blur] = _gaussian_blur(x[blur], sigma[blur])
+    return out
+
+
 def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None
             ) -> torch.Tensor:
     """One random view of each tile: x (B, C, S, S) normalised -> (B, C, S, S)."""
@@ -69,9 +84,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | No
     # Occasional blur, then noise.
     if cfg.blur_prob > 0:
         blur = rand(b) < cfg.blur_prob
-        if blur.any():
-            sigma = 0.5 + rand(int(blur.sum()))
-            out[blur] = _gaussian_blur(out[blur], sigma)
+        sigma = 0.5 + rand(b)
+        out = _blur_some(out, blur, sigma, select_on_device=dev.type == "cuda")
     if cfg.noise_std > 0:
         out = out + cfg.noise_std * rand(b, 1, 1, 1) * torch.randn(
             out.shape, generator=generator, device=dev, dtype=dt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.augment import AugmentConfig, _gaussian_blur, augment
+from train.augment import AugmentConfig, _blur_some, _gaussian_blur, augment
 
 GEOMETRY_ONLY = AugmentConfig(min_scale=1.0, brightness=0.0, contrast=0.0, blur_prob=0.0,
                               noise_std=0.0)
@@ -135,3 +135,15 @@ def test_gaussian_blur_keeps_constants_and_mean():
     out = _gaussian_blur(noise, torch.tensor([1.0, 1.0]))
     assert out.shape == noise.shape
     assert out.std() < noise.std()
+
+
+@pytest.mark.parametrize("chosen", [[True, False, True, False, False, True], [False] * 6])
+def test_blur_on_device_and_on_host_agree_and_leave_unchosen_tiles_alone(chosen):
+    x = torch.randn(6, 1, 12, 12, generator=gen(3))
+    blur = torch.tensor(chosen)
+    sigma = 0.5 + torch.rand(6, generator=gen(4))
+    on_device = _blur_some(x, blur, sigma, select_on_device=True)
+    on_host = _blur_some(x, blur, sigma, select_on_device=False)
+    torch.testing.assert_close(on_device, on_host, rtol=0, atol=1e-6)
+    assert torch.equal(on_host[~blur], x[~blur])
+    assert all(not torch.allclose(on_host[i], x[i]) for i in range(6) if chosen[i])
