@@ -8,7 +8,8 @@ AI4Mars validation tiles (4 classes) and MSL v2.1 validation images (19 classes)
 Single-domain encoders pretrain on the evaluated dataset's own unlabelled train images; mixed
 encoders draw from AI4Mars, MSL and HiRISE in the preset's proportions and serve both datasets.
 Each finished (dataset, method, seed) writes a result file, so an interrupted benchmark picks up
-where it stopped; the summary (``benchmark.json`` / ``benchmark.md``) is rewritten at the end.
+where it stopped; the summary (``benchmark.json`` / ``benchmark.md``, and ``runs.json`` with
+each run's times and pretraining history) is rewritten at the end.
 """
 
 from __future__ import annotations
@@ -201,6 +202,30 @@ class _Benchmark:
         write_json_atomic(done, {"key": key, "seconds": round(time.perf_counter() - t0, 1)})
         return ckpt
 
+    def run_records(self, datasets: list[str]) -> list[dict[str, Any]]:
+        """``runs.json``: one record per result file of the grid's datasets and methods, with
+        its wall time (``seconds``; it includes the encoder's pretraining when that result
+        trained it), the encoder's pretraining time from its ``done.json``
+        (``pretrain_seconds``; None for the supervised baseline or an encoder trained by an
+        older version) and the per-epoch pretraining history."""
+        out: list[dict[str, Any]] = []
+        for dataset in datasets:
+            for method in self.cfg.methods:
+                results = [json.loads(path.read_text()) for path in
+                           (self.work / "results" / dataset / method.replace("+", "_"))
+                           .glob("seed*.json")]
+                for r in sorted(results, key=lambda r: r["seed"]):
+                    pretrain_s = None
+                    if method != "supervised":
+                        _, pcfg = self.pretrain_config(method, dataset, r["seed"])
+                        done = Path(pcfg.out_dir) / "done.json"
+                        if done.exists():
+                            pretrain_s = json.loads(done.read_text()).get("seconds")
+                    out.append({"dataset": dataset, "method": method, "seed": r["seed"],
+                                "seconds": r.get("seconds"), "pretrain_seconds": pretrain_s,
+                                "pretrain_epochs": r.get("pretrain_history", [])})
+        return out
+
     def run_one(self, dataset: str, method: str, seed: int) -> dict[str, Any]:
         train, val = self.labelled(dataset)
         p = self.preset
@@ -274,7 +299,7 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print) -> l
                 write_json_atomic(path, result)
     records = summarise(bench.work, bench.preset.name, cfg.command, datasets, cfg.methods,
                         cfg.fractions)
-    write_summary(Path(cfg.out_dir), records, asdict(bench.preset))
+    write_summary(Path(cfg.out_dir), records, asdict(bench.preset), bench.run_records(datasets))
     return records
 
 
@@ -335,7 +360,11 @@ def markdown_summary(records: list[dict], preset: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(out_dir: Path, records: list[dict], preset: dict[str, Any]) -> None:
-    """Write ``benchmark.json`` and ``benchmark.md`` atomically."""
+def write_summary(out_dir: Path, records: list[dict], preset: dict[str, Any],
+                  runs: list[dict] | None = None) -> None:
+    """Write ``benchmark.json``, ``benchmark.md`` and, when given, ``runs.json`` (each run's
+    times and pretraining history, :meth:`_Benchmark.run_records`) atomically."""
     write_json_atomic(out_dir / "benchmark.json", records)
     write_bytes_atomic(out_dir / "benchmark.md", markdown_summary(records, preset).encode())
+    if runs is not None:
+        write_json_atomic(out_dir / "runs.json", runs)

@@ -159,6 +159,15 @@ def test_run_benchmark_end_to_end_and_cached(ai4mars_root, tmp_path, monkeypatch
     md = (out / "benchmark.md").read_text()
     for m in E2E_METHODS:
         assert f"| {m} |" in md
+    runs = json.loads((out / "runs.json").read_text())
+    assert [(r["method"], r["seed"]) for r in runs] == [(m, 0) for m in E2E_METHODS]
+    for r in runs:
+        assert r["seconds"] > 0
+        if r["method"] == "supervised":
+            assert r["pretrain_seconds"] is None and r["pretrain_epochs"] == []
+        else:
+            assert 0 < r["pretrain_seconds"] <= r["seconds"]
+            assert [h["epoch"] for h in r["pretrain_epochs"]] == [0, 1]
     no_temp_files(out)
 
     work = tmp_path / "work" / "cpu-tiny"
