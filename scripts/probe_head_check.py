@@ -6,6 +6,8 @@ seed of the encoder's run, as the benchmark does) and scores each on every valid
 
 - ``linear-balanced``: the benchmark's probe (class-weighted cross entropy);
 - ``linear-plain``: the same probe with unweighted cross entropy;
+- ``linear-p0.25`` / ``p0.5`` / ``p0.75``: between the two, the class weights raised to that
+  power (``train.probe.class_weights``);
 - ``knn20`` / ``knn200``: the pretraining monitor's weighted cosine kNN (T = 0.07) with the
   labelled subset as its bank.
 
@@ -35,6 +37,10 @@ from train.metrics import evaluate
 from train.probe import ProbeConfig, extract_features, load_encoder, train_linear_head
 from train.tiles import TileDataConfig, default_data_root
 
+#: Linear heads by name -> the power of their class weights (0: unweighted).
+LINEAR_HEADS = {"linear-balanced": 1.0, "linear-p0.75": 0.75, "linear-p0.5": 0.5,
+                "linear-p0.25": 0.25, "linear-plain": 0.0}
+
 
 def head_scores(f_train: torch.Tensor, f_val: torch.Tensor, train: LabelledSet,
                 val: LabelledSet, idx: np.ndarray, seed: int, probe_steps: int
@@ -44,9 +50,9 @@ def head_scores(f_train: torch.Tensor, f_val: torch.Tensor, train: LabelledSet,
     labels = torch.from_numpy(train.labels[idx])
     k = len(train.classes)
     preds: dict[str, np.ndarray] = {}
-    for name, balanced in (("linear-balanced", True), ("linear-plain", False)):
+    for name, power in LINEAR_HEADS.items():
         head = train_linear_head(f_train[idx], labels, k, ProbeConfig(
-            seed=seed, steps=probe_steps, class_balanced=balanced))
+            seed=seed, steps=probe_steps, class_balanced=power > 0, balance_power=power))
         with torch.no_grad():
             preds[name] = head(f_val).argmax(1).numpy()
     for neighbours in (20, 200):

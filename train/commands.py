@@ -129,6 +129,9 @@ def probe_command(
     max_frames: int = typer.Option(None, min=1, help="Use only the first N frames of each split."),
     seed: int = typer.Option(0),
     class_balanced: bool = typer.Option(True, help="Weight the loss by inverse class frequency."),
+    balance_power: float = typer.Option(
+        1.0, min=0.0, max=1.0, help="With --class-balanced: weights (N / (K n_k)) ** power; 1 "
+        "balances the classes fully, lower trades rare-class recall for accuracy."),
     standardize: bool = typer.Option(True, help="Standardise features (folded into the head)."),
 ) -> None:
     """Linear head on frozen features from a fraction of the labelled train items; prints
@@ -147,7 +150,8 @@ def probe_command(
                                           max_val_frames=max_frames),
                       dataset=dataset, msl_root=str(msl_data),
                       label_fraction=label_fraction, seed=seed,
-                      class_balanced=class_balanced, standardize=standardize)
+                      class_balanced=class_balanced, balance_power=balance_power,
+                      standardize=standardize)
     try:
         m = probe(cfg, log=typer.echo)
     except (DatasetError, CheckpointError) as exc:

@@ -45,6 +45,9 @@ class ProbeConfig(LabelledRunConfig):
     lr: float = 1e-2
     weight_decay: float = 1e-4
     class_balanced: bool = True
+    #: With ``class_balanced``: how far the loss weights go toward equal classes
+    #: (:func:`class_weights`); 1 = fully balanced, 0 = as plain.
+    balance_power: float = 1.0
     standardize: bool = True
 
 
@@ -83,6 +86,17 @@ def fold_standardization(head: nn.Linear, mean: torch.Tensor, std: torch.Tensor)
     return folded
 
 
+def class_weights(labels: torch.Tensor, num_classes: int, power: float = 1.0) -> torch.Tensor:
+    """Cross-entropy weights (K,) from labels (N,): ``(M / (K * n_k)) ** power``, where n_k
+    is class k's count (an absent class counts as one) and M the sum of the n_k. Power 1 makes every class weigh the
+    same in total (the benchmark's probe); 0 weighs every item alike; between the two trades
+    rare-class recall for accuracy."""
+    if not 0.0 <= power <= 1.0:
+        raise ValueError(f"balance power {power} is outside [0, 1]")
+    counts = torch.bincount(labels, minlength=num_classes).float().clamp(min=1)
+    return (counts.sum() / (num_classes * counts)) ** power
+
+
 def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
                       cfg: ProbeConfig) -> nn.Linear:
     """Full-batch AdamW on frozen features (N, D) with labels (N,) -> nn.Linear(D, K) that
@@ -96,10 +110,7 @@ def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: in
     if cfg.standardize:
         feats = (feats - mean) / std
     head = nn.Linear(feats.shape[1], num_classes)
-    weight = None
-    if cfg.class_balanced:
-        counts = torch.bincount(labels, minlength=num_classes).float().clamp(min=1)
-        weight = counts.sum() / (num_classes * counts)
+    weight = class_weights(labels, num_classes, cfg.balance_power) if cfg.class_balanced else None
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     for _ in range(cfg.steps):

@@ -18,7 +18,13 @@ from train.device import pick_device
 from train.labelled_sets import LabelledSet
 from train.metrics import evaluate
 from train.models import ENCODER_PRESETS, Encoder, TileClassifier
-from train.probe import ProbeConfig, extract_features, load_encoder, train_linear_head
+from train.probe import (
+    ProbeConfig,
+    class_weights,
+    extract_features,
+    load_encoder,
+    train_linear_head,
+)
 
 
 @dataclass(frozen=True)
@@ -78,10 +84,7 @@ def fit_supervised(train: LabelledSet, cfg: SupervisedConfig) -> TileClassifier:
     model = TileClassifier(encoder, initial_head(encoder, train, cfg))
     model = model.to(dev, memory_format=torch.channels_last)
     labels = torch.from_numpy(train.labels).to(dev)
-    weight = None
-    if cfg.class_balanced:
-        counts = torch.bincount(labels, minlength=k).float().clamp(min=1)
-        weight = counts.sum() / (k * counts)
+    weight = class_weights(labels, k) if cfg.class_balanced else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)

@@ -41,7 +41,8 @@ def test_every_head_separates_separable_classes():
     f_val, y_val = _features([40, 40, 40], 0.3, 1)
     scores = _module().head_scores(f_train, f_val, _set(y_train), _set(y_val),
                                    np.arange(len(y_train)), 0, 200)
-    assert set(scores) == {"linear-balanced", "linear-plain", "knn20", "knn200"}
+    assert set(scores) == {"linear-balanced", "linear-p0.75", "linear-p0.5", "linear-p0.25",
+                           "linear-plain", "knn20", "knn200"}
     for name, s in scores.items():
         assert s["accuracy"] > 0.95 and s["mean_recall"] > 0.95, name
 
@@ -56,3 +57,6 @@ def test_the_balanced_head_favours_the_rare_class_and_the_plain_head_the_common_
     balanced, plain = scores["linear-balanced"]["recall"], scores["linear-plain"]["recall"]
     assert balanced["c"] > plain["c"] + 0.1
     assert balanced["a"] + balanced["b"] < plain["a"] + plain["b"]
+    # Half-way weights land between the two.
+    half = scores["linear-p0.5"]["recall"]
+    assert plain["c"] < half["c"] < balanced["c"]

@@ -20,7 +20,7 @@ from train.datasets.errors import DatasetError
 from train.metrics import MIN_TILES_FOR_RECALL, evaluate
 from train.models import ENCODER_PRESETS
 from train.pretrain import PretrainConfig, TrainingError, pretrain
-from train.probe import ProbeConfig, load_encoder, probe
+from train.probe import ProbeConfig, class_weights, load_encoder, probe
 from train.tiles import TileDataConfig, load_split_tiles
 
 
@@ -319,3 +319,13 @@ def test_linear_head_ignores_spread_of_constant_features():
     probe = torch.zeros(1, 4)
     probe[0, 3] = 1.0  # the channel wakes up at run time
     assert head(probe).abs().max() < 10.0
+
+
+def test_class_weights_balance_the_classes_by_their_power():
+    labels = torch.tensor([0] * 6 + [1] * 3 + [2])  # counts 6, 3, 1; class 3 absent counts 1
+    full = class_weights(labels, 4)
+    assert torch.allclose(full * torch.tensor([6.0, 3.0, 1.0, 1.0]), torch.full((4,), 11 / 4))
+    assert torch.allclose(class_weights(labels, 4, 0.5), full.sqrt())
+    assert torch.equal(class_weights(labels, 4, 0.0), torch.ones(4))
+    with pytest.raises(ValueError, match="balance power 1.5"):
+        class_weights(labels, 4, 1.5)
