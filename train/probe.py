@@ -88,9 +88,9 @@ def fold_standardization(head: nn.Linear, mean: torch.Tensor, std: torch.Tensor)
 
 def class_weights(labels: torch.Tensor, num_classes: int, power: float = 1.0) -> torch.Tensor:
     """Cross-entropy weights (K,) from labels (N,): ``(M / (K * n_k)) ** power``, where n_k
-    is class k's count (an absent class counts as one) and M the sum of the n_k. Power 1 makes every class weigh the
-    same in total (the benchmark's probe); 0 weighs every item alike; between the two trades
-    rare-class recall for accuracy."""
+    is class k's count (an absent class counts as one) and M the sum of the n_k. Power 1
+    makes every class weigh the same in total (the benchmark's probe); 0 weighs every item
+    alike; between the two trades rare-class recall for accuracy."""
     if not 0.0 <= power <= 1.0:
         raise ValueError(f"balance power {power} is outside [0, 1]")
     counts = torch.bincount(labels, minlength=num_classes).float().clamp(min=1)
