@@ -3,27 +3,17 @@ from the full data (synthetic folders)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from script_loader import load_script
 from train_fixtures import AI4MARS_CLOCKS, make_ai4mars, make_hirise, make_msl, write_image
 
 from train.labelled_sets import load_labelled, monitor_data
 from train.pool import PoolConfig, load_pool
 from train.tiles import TileDataConfig
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pack_device_data.py"
-
-
-def _pack_module():
-    spec = importlib.util.spec_from_file_location("pack_device_data", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _full_data(root: Path) -> Path:
@@ -44,7 +34,7 @@ def _pool(root: Path, frames: int):
 
 
 def test_packed_parts_give_the_same_pool_monitor_and_msl_sets(tmp_path: Path) -> None:
-    pack = _pack_module()
+    pack = load_script("pack_device_data")
     full = _full_data(tmp_path / "full")
     frames = 4
     assert pack.pack_msl(full, tmp_path / "msl", frames) > 0

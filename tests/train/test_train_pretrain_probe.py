@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,17 +96,23 @@ def test_non_finite_loss_raises_training_error(ai4mars_root, tmp_path, monkeypat
     assert not (tmp_path / "run" / "encoder.pt").exists()
 
 
-def test_non_finite_loss_after_an_epoch_names_the_last_good_checkpoint(ai4mars_root, tmp_path,
-                                                                       monkeypatch):
+def _loss_failing_after(good_calls: int, bad: float) -> Callable[..., torch.Tensor]:
+    """NT-Xent that returns its loss times ``bad`` (inf or nan) after ``good_calls`` calls."""
     calls = []
     real = train.pretrain.nt_xent
 
-    def failing_in_second_epoch(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
+    def loss(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
         calls.append(1)
-        loss = real(z1, z2, t)
-        return loss * float("inf") if len(calls) > 2 else loss  # 2 steps per epoch
+        value = real(z1, z2, t)
+        return value * bad if len(calls) > good_calls else value
 
-    monkeypatch.setattr(train.pretrain, "nt_xent", failing_in_second_epoch)
+    return loss
+
+
+def test_non_finite_loss_after_an_epoch_names_the_last_good_checkpoint(ai4mars_root, tmp_path,
+                                                                       monkeypatch):
+    # 2 steps per epoch: the third call is epoch 1's step 0.
+    monkeypatch.setattr(train.pretrain, "nt_xent", _loss_failing_after(2, float("inf")))
     cfg = replace(pretrain_config(ai4mars_root, tmp_path / "run", frames=1), epochs=3)
     with pytest.raises(TrainingError, match="loss became inf at epoch 1 step 0") as err:
         pretrain(cfg, log=quiet)
@@ -117,15 +124,8 @@ def test_non_finite_loss_after_an_epoch_names_the_last_good_checkpoint(ai4mars_r
 @pytest.mark.parametrize("check_every", [1, 3, 25])
 def test_non_finite_loss_mid_epoch_is_named_by_its_step_whatever_the_check_interval(
         ai4mars_root, tmp_path, monkeypatch, check_every):
-    calls = []
-    real = train.pretrain.nt_xent
-
-    def failing_from_step_5(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
-        calls.append(1)
-        loss = real(z1, z2, t)
-        return loss * float("nan") if len(calls) > 5 else loss  # 8 steps per epoch
-
-    monkeypatch.setattr(train.pretrain, "nt_xent", failing_from_step_5)
+    # 8 steps per epoch: the sixth call is epoch 0's step 5.
+    monkeypatch.setattr(train.pretrain, "nt_xent", _loss_failing_after(5, float("nan")))
     cfg = pretrain_config(ai4mars_root, tmp_path / "run", check_every=check_every)
     with pytest.raises(TrainingError, match="loss became nan at epoch 0 step 5"):
         pretrain(cfg, log=quiet)
