@@ -212,8 +212,7 @@ class _Benchmark:
         for dataset in datasets:
             for method in self.cfg.methods:
                 results = [json.loads(path.read_text()) for path in
-                           (self.work / "results" / dataset / method.replace("+", "_"))
-                           .glob("seed*.json")]
+                           results_folder(self.work, dataset, method).glob("seed*.json")]
                 for r in sorted(results, key=lambda r: r["seed"]):
                     pretrain_s = None
                     if method != "supervised":
@@ -271,9 +270,14 @@ def _check_same_preset(path: Path, preset: dict[str, Any]) -> None:
                          "use another --work-dir or remove it")
 
 
+def results_folder(work: Path, dataset: str, method: str) -> Path:
+    """The folder of one (dataset, method)'s per-seed result files."""
+    return work / "results" / dataset / method.replace("+", "_")
+
+
 def result_path(work: Path, dataset: str, method: str, seed: int) -> Path:
     """Where one (dataset, method, seed) result lives."""
-    return work / "results" / dataset / method.replace("+", "_") / f"seed{seed}.json"
+    return results_folder(work, dataset, method) / f"seed{seed}.json"
 
 
 def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print) -> list[dict]:
@@ -309,8 +313,7 @@ def summarise(work: Path, preset: str, command: str, datasets: list[str],
     records = []
     for dataset in datasets:
         for method in methods:
-            folder = work / "results" / dataset / method.replace("+", "_")
-            runs = sorted(folder.glob("seed*.json"))
+            runs = sorted(results_folder(work, dataset, method).glob("seed*.json"))
             results = [json.loads(r.read_text()) for r in runs]
             for frac in fractions:
                 got = [(r["seed"], r["fractions"][str(frac)]) for r in results

@@ -28,8 +28,8 @@ def _set(labels: np.ndarray) -> LabelledSet:
 def test_every_head_separates_separable_classes():
     f_train, y_train = _features([60, 60, 60], 0.3, 0)
     f_val, y_val = _features([40, 40, 40], 0.3, 1)
-    scores = load_script("probe_head_check").head_scores(f_train, f_val, _set(y_train), _set(y_val),
-                                   np.arange(len(y_train)), 0, 200)
+    scores = load_script("probe_head_check").head_scores(
+        f_train, f_val, _set(y_train), _set(y_val), np.arange(len(y_train)), 0, 200)
     assert set(scores) == {"linear-balanced", "linear-p0.75", "linear-p0.5", "linear-p0.25",
                            "linear-plain", "knn20", "knn200"}
     for name, s in scores.items():
@@ -41,8 +41,8 @@ def test_the_balanced_head_favours_the_rare_class_and_the_plain_head_the_common_
     # the common classes, so the rare class gains recall and the common ones lose it.
     f_train, y_train = _features([400, 400, 20], 2.0, 2)
     f_val, y_val = _features([400, 400, 400], 2.0, 3)
-    scores = load_script("probe_head_check").head_scores(f_train, f_val, _set(y_train), _set(y_val),
-                                   np.arange(len(y_train)), 0, 300)
+    scores = load_script("probe_head_check").head_scores(
+        f_train, f_val, _set(y_train), _set(y_val), np.arange(len(y_train)), 0, 300)
     balanced, plain = scores["linear-balanced"]["recall"], scores["linear-plain"]["recall"]
     assert balanced["c"] > plain["c"] + 0.1
     assert balanced["a"] + balanced["b"] < plain["a"] + plain["b"]
