@@ -8,8 +8,9 @@ AI4Mars validation tiles (4 classes) and MSL v2.1 validation images (19 classes)
 Single-domain encoders pretrain on the evaluated dataset's own unlabelled train images; mixed
 encoders draw from AI4Mars, MSL and HiRISE in the preset's proportions and serve both datasets.
 Each finished (dataset, method, seed) writes a result file, so an interrupted benchmark picks up
-where it stopped; the summary (``benchmark.json`` / ``benchmark.md``, and ``runs.json`` with
-each run's times and pretraining history) is rewritten at the end.
+where it stopped, and a result asked for at a label fraction it lacks runs just that fraction.
+The summary (``benchmark.json`` / ``benchmark.md``, and ``runs.json`` with each run's times
+and pretraining history) is rewritten at the end.
 """
 
 from __future__ import annotations
@@ -225,14 +226,16 @@ class _Benchmark:
                                 "pretrain_epochs": r.get("pretrain_history", [])})
         return out
 
-    def run_one(self, dataset: str, method: str, seed: int) -> dict[str, Any]:
+    def run_one(self, dataset: str, method: str, seed: int,
+                fractions: tuple[float, ...]) -> dict[str, Any]:
+        """One (dataset, method, seed) result at the given label fractions."""
         train, val = self.labelled(dataset)
         p = self.preset
         min_support = MIN_SUPPORT[dataset]
         out: dict[str, Any] = {"dataset": dataset, "method": method, "seed": seed,
                                "preset": asdict(p), "fractions": {}}
         if method == "supervised":
-            for frac in self.cfg.fractions:
+            for frac in fractions:
                 sub = train.subset(train.fraction(frac, seed))
                 m = train_supervised(sub, val, SupervisedConfig(
                     preset=p.encoder, steps=p.supervised_steps, seed=seed), min_support)
@@ -247,7 +250,7 @@ class _Benchmark:
         encoder = encoder.to(dev, memory_format=torch.channels_last)
         f_train = extract_features(encoder, train.inputs, device=dev)
         f_val = extract_features(encoder, val.inputs, device=dev)
-        for frac in self.cfg.fractions:
+        for frac in fractions:
             idx = train.fraction(frac, seed)
             head = train_linear_head(f_train[idx], torch.from_numpy(train.labels[idx]),
                                      len(train.classes),
@@ -294,12 +297,19 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print) -> l
         for dataset in datasets:
             for method in cfg.methods:
                 path = result_path(bench.work, dataset, method, seed)
+                done: dict[str, Any] = {"fractions": {}, "seconds": 0.0}
                 if path.exists():
                     _check_same_preset(path, asdict(bench.preset))
+                    done = json.loads(path.read_text())
+                missing = tuple(f for f in cfg.fractions if str(f) not in done["fractions"])
+                if not missing:
                     continue
                 t0 = time.perf_counter()
-                result = bench.run_one(dataset, method, seed)
-                result["seconds"] = round(time.perf_counter() - t0, 1)
+                result = bench.run_one(dataset, method, seed, missing)
+                # A cached result asked for at new fractions keeps the ones it had.
+                result["fractions"] = {**done["fractions"], **result["fractions"]}
+                result["seconds"] = round(done.get("seconds", 0.0)
+                                          + time.perf_counter() - t0, 1)
                 write_json_atomic(path, result)
     records = summarise(bench.work, bench.preset.name, cfg.command, datasets, cfg.methods,
                         cfg.fractions)

@@ -4,7 +4,7 @@ synthetic AI4Mars folder with its result cache, and the checks of methods and pr
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -184,13 +184,28 @@ def test_run_benchmark_end_to_end_and_cached(ai4mars_root, tmp_path, monkeypatch
     assert (work / "seed0" / "simclr_cluster-eliminate_on_ai4mars" / "done.json").exists()
     no_temp_files(work)
 
-    # A second call trains nothing: every (dataset, method, seed) has its result file.
     def no_training(*_a: object, **_k: object) -> None:
         raise AssertionError("trained again despite cached results")
 
+    # A new label fraction runs only that fraction, on the cached encoders, and keeps the
+    # results the files had.
+    before = {m: json.loads(result_path(work, "ai4mars", m, 0).read_text()) for m in E2E_METHODS}
     monkeypatch.setattr(tb, "pretrain", no_training)
+    wider = replace(cfg, fractions=(0.25, 0.5, 1.0))
+    wider_records = run_benchmark(wider, log=quiet)
+    assert len(wider_records) == 18
+    assert [r for r in wider_records if r["label_fraction"] != 0.25] == records
+    for m in E2E_METHODS:
+        result = json.loads(result_path(work, "ai4mars", m, 0).read_text())
+        assert set(result["fractions"]) == {"0.25", "0.5", "1.0"}
+        for frac in ("0.5", "1.0"):
+            assert result["fractions"][frac] == before[m]["fractions"][frac]
+        assert result["seconds"] > before[m]["seconds"]
+
+    # A further call trains nothing: every result holds every fraction asked for.
     monkeypatch.setattr(tb, "train_supervised", no_training)
     monkeypatch.setattr(tb, "load_encoder", no_training)
+    assert run_benchmark(wider, log=quiet) == wider_records
     assert run_benchmark(cfg, log=quiet) == records
 
 
