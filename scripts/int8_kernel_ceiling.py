@@ -10,7 +10,14 @@ models are timed in the two precisions:
   per-channel weights, uint8 out: the fused kernel a QDQ model's convolution becomes, with
   no quantize or dequantize around it);
 - ``gemm`` shapes: ``MatMul`` (float) against ``MatMulInteger`` (uint8 x int8 -> int32,
-  the bare integer product).
+  the bare integer product);
+- ``model``: the shipped bundles' whole models, ``terrain-fp32`` against ``terrain`` (its
+  INT8 QDQ model), on random 64-tile batches, as a reference in the same run.
+
+A one-node model pays for its own layout changes (ONNX Runtime reorders a convolution's
+input to a blocked layout and back), which a whole model pays once; the conv rows are
+therefore slower than the same layers inside the model, and their sum is not the model's
+time. The ``gemm`` rows are compute-bound and give each precision's peak rate on this CPU.
 
 Both sides of a pair run in the same rounds, the order alternating, so a slow spell of a
 shared machine slows both; the reported ratio is the median of per-round ratios. Prints
@@ -33,8 +40,11 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from export.student import count_onnx_graph
+
 REPO = Path(__file__).resolve().parents[1]
-STUDENT = REPO / "edge" / "models" / "terrain-fp32" / "model.onnx"
+MODELS = REPO / "edge" / "models"
+STUDENT = MODELS / "terrain-fp32" / "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -157,30 +167,33 @@ def session(model: bytes, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
-def _input(sess: ort.InferenceSession, rng: np.random.Generator) -> np.ndarray:
+def _input(sess: ort.InferenceSession, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """Random input of the session's first input; a symbolic dimension becomes ``batch``."""
     meta = sess.get_inputs()[0]
+    dims = [d if isinstance(d, int) else batch for d in meta.shape]
     if meta.type == "tensor(uint8)":
-        return rng.integers(0, 256, meta.shape, dtype=np.uint8)
-    return rng.standard_normal(meta.shape).astype(np.float32)
+        return rng.integers(0, 256, dims, dtype=np.uint8)
+    return rng.standard_normal(dims).astype(np.float32)
 
 
 def _median_ms(sess: ort.InferenceSession, x: np.ndarray, repeats: int) -> float:
+    feed = {sess.get_inputs()[0].name: x}
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        sess.run(None, {"x": x})
+        sess.run(None, feed)
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
 
-def measure(shape: Shape, threads: int, rounds: int, repeats: int) -> dict:
-    """Time the fp32 and int8 models of ``shape`` side by side: ``rounds`` rounds, each the
-    median of ``repeats`` runs of either model, the order alternating between rounds.
-    Returns medians over rounds (ms, GMAC/s) and the median per-round ratio fp32 / int8."""
-    fp32_model, int8_model = kernel_models(shape)
+def measure_pair(label: str, kind: str, macs: int, fp32_model: bytes, int8_model: bytes,
+                 threads: int, rounds: int, repeats: int, batch: int = 64) -> dict:
+    """Time two models side by side: ``rounds`` rounds, each the median of ``repeats`` runs
+    of either model, the order alternating between rounds. Returns medians over rounds (ms,
+    GMAC/s for ``macs`` per run) and the median per-round ratio fp32 / int8."""
     rng = np.random.default_rng(1)
     sessions = {"fp32": session(fp32_model, threads), "int8": session(int8_model, threads)}
-    inputs = {name: _input(s, rng) for name, s in sessions.items()}
+    inputs = {name: _input(s, batch, rng) for name, s in sessions.items()}
     for name, s in sessions.items():  # warm-up: first-run allocations and weight packing
         _median_ms(s, inputs[name], 3)
     per_round: dict[str, list[float]] = {"fp32": [], "int8": []}
@@ -189,12 +202,31 @@ def measure(shape: Shape, threads: int, rounds: int, repeats: int) -> dict:
             per_round[name].append(_median_ms(sessions[name], inputs[name], repeats))
     ms = {name: statistics.median(v) for name, v in per_round.items()}
     ratios = [a / b for a, b in zip(per_round["fp32"], per_round["int8"], strict=True)]
-    return {"shape": shape.label, "kind": shape.kind, "macs": shape.macs, "threads": threads,
+    return {"shape": label, "kind": kind, "macs": macs, "threads": threads,
             "fp32_ms": round(ms["fp32"], 4), "int8_ms": round(ms["int8"], 4),
-            "fp32_gmacs": round(shape.macs / ms["fp32"] / 1e6, 1),
-            "int8_gmacs": round(shape.macs / ms["int8"] / 1e6, 1),
+            "fp32_gmacs": round(macs / ms["fp32"] / 1e6, 1),
+            "int8_gmacs": round(macs / ms["int8"] / 1e6, 1),
             "int8_speedup": round(statistics.median(ratios), 3),
             "speedup_min": round(min(ratios), 3), "speedup_max": round(max(ratios), 3)}
+
+
+def measure(shape: Shape, threads: int, rounds: int, repeats: int) -> dict:
+    """:func:`measure_pair` on the one-node fp32 and int8 models of ``shape``."""
+    fp32_model, int8_model = kernel_models(shape)
+    return measure_pair(shape.label, shape.kind, shape.macs, fp32_model, int8_model, threads,
+                        rounds, repeats, shape.batch)
+
+
+def measure_bundles(fp32_dir: Path, int8_dir: Path, threads: int, rounds: int, repeats: int,
+                    batch: int = 64) -> dict:
+    """:func:`measure_pair` on two bundles' whole models (``model.onnx``), ``batch`` tiles a
+    run; MACs counted from the fp32 graph."""
+    fp32_model = (fp32_dir / "model.onnx").read_bytes()
+    int8_model = (int8_dir / "model.onnx").read_bytes()
+    macs = count_onnx_graph(fp32_model)["macs"] * batch
+    label = f"model {fp32_dir.name} vs {int8_dir.name}, {batch} tiles"
+    return measure_pair(label, "model", macs, fp32_model, int8_model, threads, rounds, repeats,
+                        batch)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -228,12 +260,10 @@ def main() -> None:
             row = measure(shape, threads, args.rounds, args.repeats)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    for threads in sorted({r["threads"] for r in rows}):
-        convs = [r for r in rows if r["threads"] == threads and r["kind"] == "conv"]
-        fp32, int8 = sum(r["fp32_ms"] for r in convs), sum(r["int8_ms"] for r in convs)
-        print(json.dumps({"summed": "student convolutions", "threads": threads,
-                          "fp32_ms": round(fp32, 3), "int8_ms": round(int8, 3),
-                          "int8_speedup": round(fp32 / int8, 3)}))
+        row = measure_bundles(MODELS / "terrain-fp32", MODELS / "terrain", threads,
+                              args.rounds, args.repeats, args.batch)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     print(markdown(rows))
 
 

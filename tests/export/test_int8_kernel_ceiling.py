@@ -93,3 +93,12 @@ def test_measure_reports_both_sides():
     assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
     assert row["speedup_min"] <= row["int8_speedup"] <= row["speedup_max"]
     assert "| gemm 8x16x8 | 1 |" in ceiling.markdown([row])
+
+
+def test_measure_bundles_times_the_shipped_pair():
+    models = SHIPPED.parents[1]
+    row = ceiling.measure_bundles(models / "terrain-fp32", models / "terrain", threads=1,
+                                  rounds=1, repeats=1, batch=2)
+    assert row["kind"] == "model" and row["shape"] == "model terrain-fp32 vs terrain, 2 tiles"
+    assert row["macs"] == 2 * count_onnx_graph(SHIPPED.read_bytes())["macs"]
+    assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
