@@ -298,7 +298,9 @@ def quantize_model(float_path: Path, out_path: Path, variant: QuantVariant,
     return out_path
 
 
-def _session(model_path: Path, threads: int, optimize: bool = True) -> Any:
+def cpu_session(model: Path | bytes, threads: int, optimize: bool = True) -> Any:
+    """An ONNX Runtime CPU session of a model file or model bytes: ``threads`` intra-op
+    threads, sequential execution, all graph optimisations unless ``optimize`` is False."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -308,15 +310,15 @@ def _session(model_path: Path, threads: int, optimize: bool = True) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(model_path), sess_options=opts,
-                                providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def logits(model_path: Path, tiles: np.ndarray, input_name: str, threads: int = 2,
            batch: int = 4096, optimize: bool = True) -> np.ndarray:
     """Logits (N, K) of an ONNX model on tiles (N, C, S, S); ``optimize=False`` runs the graph
     as written (a QDQ model then computes in float on dequantized values)."""
-    sess = _session(model_path, threads, optimize)
+    sess = cpu_session(model_path, threads, optimize)
     return np.concatenate([sess.run(None, {input_name: tiles[i:i + batch]})[0]
                            for i in range(0, len(tiles), batch)])
 
@@ -331,7 +333,7 @@ def time_model(model_path: Path, frames: list[np.ndarray], input_name: str, thre
                repeats: int) -> dict[str, float]:
     """Inference ms per 64-tile frame: median and p90 over ``repeats`` passes over ``frames``
     (each (64, C, S, S)), after one warm-up pass."""
-    sess = _session(model_path, threads)
+    sess = cpu_session(model_path, threads)
     for f in frames:
         sess.run(None, {input_name: f})
     times = []

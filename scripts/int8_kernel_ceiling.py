@@ -40,6 +40,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from export.quantize import cpu_session
 from export.student import count_onnx_graph
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ STUDENT = MODELS / "terrain-fp32" / "model.onnx"
 class Shape:
     """One kernel shape. ``conv``: input (batch, cin, hw, hw), weights (cout, cin, k, k),
     square stride ``stride``, padding k // 2. ``gemm``: (m, k) x (k, n) with m = batch,
-    k = cin, n = cout (hw, k and stride unused)."""
+    k = cin, n = cout (hw, kernel and stride unused)."""
 
     kind: str  # "conv" or "gemm"
     batch: int
@@ -157,16 +158,6 @@ def kernel_models(shape: Shape, seed: int = 0) -> tuple[bytes, bytes]:
     return fp32, int8
 
 
-def session(model: bytes, threads: int) -> ort.InferenceSession:
-    """A CPU session with ``threads`` intra-op threads and all graph optimisations."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-
-
 def _input(sess: ort.InferenceSession, batch: int, rng: np.random.Generator) -> np.ndarray:
     """Random input of the session's first input; a symbolic dimension becomes ``batch``."""
     meta = sess.get_inputs()[0]
@@ -192,7 +183,8 @@ def measure_pair(label: str, kind: str, macs: int, fp32_model: bytes, int8_model
     of either model, the order alternating between rounds. Returns medians over rounds (ms,
     GMAC/s for ``macs`` per run) and the median per-round ratio fp32 / int8."""
     rng = np.random.default_rng(1)
-    sessions = {"fp32": session(fp32_model, threads), "int8": session(int8_model, threads)}
+    sessions = {"fp32": cpu_session(fp32_model, threads),
+                "int8": cpu_session(int8_model, threads)}
     inputs = {name: _input(s, batch, rng) for name, s in sessions.items()}
     for name, s in sessions.items():  # warm-up: first-run allocations and weight packing
         _median_ms(s, inputs[name], 3)
@@ -245,12 +237,13 @@ GEMMS = (Shape("gemm", 4096, 576, 64), Shape("gemm", 1024, 1024, 1024))
 
 
 def main() -> None:
-    """Measure every student convolution and the large products; print JSON and Markdown."""
+    """Measure every student convolution, the large products and the shipped terrain models
+    whole; print JSON lines and a Markdown table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=64, help="tiles per convolution run")
+    ap.add_argument("--batch", type=int, default=64, help="tiles per run of a convolution or model")
     args = ap.parse_args()
     print(json.dumps({"onnxruntime": ort.__version__, "student": str(STUDENT.relative_to(REPO))}))
     shapes = student_conv_shapes(batch=args.batch) + list(GEMMS)
