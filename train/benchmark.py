@@ -35,6 +35,7 @@ from train.metrics import MIN_SUPPORT, evaluate
 from train.pool import Pool, load_pool, parse_domains
 from train.pretrain import PretrainConfig, pretrain
 from train.probe import ProbeConfig, extract_features, load_encoder, train_linear_head
+from train.revision import git_revision
 from train.supervised import SupervisedConfig, train_supervised
 from train.tiles import TileDataConfig, default_data_root
 
@@ -208,7 +209,9 @@ class _Benchmark:
         its wall time (``seconds``; it includes the encoder's pretraining when that result
         trained it), the encoder's pretraining time from its ``done.json``
         (``pretrain_seconds``; None for the supervised baseline or an encoder trained by an
-        older version) and the per-epoch pretraining history."""
+        older version), the project revisions its fractions were computed at
+        (``git_revisions``; 'unrecorded' for results of older versions) and the per-epoch
+        pretraining history."""
         out: list[dict[str, Any]] = []
         for dataset in datasets:
             for method in self.cfg.methods:
@@ -221,14 +224,20 @@ class _Benchmark:
                         done = Path(pcfg.out_dir) / "done.json"
                         if done.exists():
                             pretrain_s = json.loads(done.read_text()).get("seconds")
+                    revisions = {m.get("git_revision", "unrecorded")
+                                 for m in r["fractions"].values()}
                     out.append({"dataset": dataset, "method": method, "seed": r["seed"],
                                 "seconds": r.get("seconds"), "pretrain_seconds": pretrain_s,
+                                "git_revisions": sorted(revisions),
                                 "pretrain_epochs": r.get("pretrain_history", [])})
         return out
 
     def run_one(self, dataset: str, method: str, seed: int,
                 fractions: tuple[float, ...]) -> dict[str, Any]:
-        """One (dataset, method, seed) result at the given label fractions."""
+        """One (dataset, method, seed) result at the given label fractions; each fraction's
+        metrics record the project's revision, since a cached result can gain fractions
+        later, under other code."""
+        revision = git_revision()
         train, val = self.labelled(dataset)
         p = self.preset
         min_support = MIN_SUPPORT[dataset]
@@ -239,7 +248,7 @@ class _Benchmark:
                 sub = train.subset(train.fraction(frac, seed))
                 m = train_supervised(sub, val, SupervisedConfig(
                     preset=p.encoder, steps=p.supervised_steps, seed=seed), min_support)
-                out["fractions"][str(frac)] = m
+                out["fractions"][str(frac)] = m | {"git_revision": revision}
                 self.log(f"  {dataset} supervised seed {seed} @ {frac:.0%}: "
                          f"acc {m['accuracy']:.4f} mean recall {m['mean_recall']:.4f}")
             return out
@@ -259,7 +268,7 @@ class _Benchmark:
                 pred = head(f_val).argmax(1).numpy()
             m = evaluate(pred, val.labels, val.classes, min_support)
             m["train_items"] = int(len(idx))
-            out["fractions"][str(frac)] = m
+            out["fractions"][str(frac)] = m | {"git_revision": revision}
             self.log(f"  {dataset} {method} seed {seed} @ {frac:.0%}: "
                      f"acc {m['accuracy']:.4f} mean recall {m['mean_recall']:.4f}")
         return out

@@ -145,6 +145,7 @@ def test_run_benchmark_end_to_end_and_cached(ai4mars_root, tmp_path, monkeypatch
                           work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"),
                           data_root=str(data_root), threads=1, command="edge train benchmark",
                           preset_overrides=dict(TINY))
+    monkeypatch.setattr(tb, "git_revision", lambda: "rev-a")
     records = run_benchmark(cfg, log=quiet)
     assert {(r["method"], r["label_fraction"], r["metric"]) for r in records} == {
         (m, f, metric) for m in E2E_METHODS for f in (0.5, 1.0)
@@ -162,7 +163,7 @@ def test_run_benchmark_end_to_end_and_cached(ai4mars_root, tmp_path, monkeypatch
     runs = json.loads((out / "runs.json").read_text())
     assert [(r["method"], r["seed"]) for r in runs] == [(m, 0) for m in E2E_METHODS]
     for r in runs:
-        assert r["seconds"] > 0
+        assert r["seconds"] > 0 and r["git_revisions"] == ["rev-a"]
         if r["method"] == "supervised":
             assert r["pretrain_seconds"] is None and r["pretrain_epochs"] == []
         else:
@@ -191,6 +192,7 @@ def test_run_benchmark_end_to_end_and_cached(ai4mars_root, tmp_path, monkeypatch
     # results the files had.
     before = {m: json.loads(result_path(work, "ai4mars", m, 0).read_text()) for m in E2E_METHODS}
     monkeypatch.setattr(tb, "pretrain", no_training)
+    monkeypatch.setattr(tb, "git_revision", lambda: "rev-b")
     wider = replace(cfg, fractions=(0.25, 0.5, 1.0))
     wider_records = run_benchmark(wider, log=quiet)
     assert len(wider_records) == 18
@@ -200,7 +202,11 @@ def test_run_benchmark_end_to_end_and_cached(ai4mars_root, tmp_path, monkeypatch
         assert set(result["fractions"]) == {"0.25", "0.5", "1.0"}
         for frac in ("0.5", "1.0"):
             assert result["fractions"][frac] == before[m]["fractions"][frac]
+            assert result["fractions"][frac]["git_revision"] == "rev-a"
+        assert result["fractions"]["0.25"]["git_revision"] == "rev-b"
         assert result["seconds"] > before[m]["seconds"]
+    runs = json.loads((tmp_path / "out" / "runs.json").read_text())
+    assert all(r["git_revisions"] == ["rev-a", "rev-b"] for r in runs)
 
     # A further call trains nothing: every result holds every fraction asked for.
     monkeypatch.setattr(tb, "train_supervised", no_training)
