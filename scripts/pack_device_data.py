@@ -14,6 +14,13 @@ loaders read them unchanged; only the files a run reads are copied:
   27 MiB), for runs that evaluate on AI4Mars as well (``--datasets ai4mars,msl-v2.1``). Their
   labelled train tiles come from the ``msl`` part's frames.
 
+For runs that evaluate on AI4Mars only, two parts hold everything (each under the limit):
+
+- part ``ai4mars``: the selected AI4Mars train frames and every validation frame, with masks
+  (what the supervised baseline and the probes read, and the pool's AI4Mars share);
+- part ``pool``: the rest of a mixed-domain pool: MSL v2.1 lists, class map and train images,
+  and the ``mix`` part (HiRISE train crops, the kNN monitor's AI4Mars frames).
+
 Carry each part as one archive (``tar czf msl.tgz -C .device-data/msl .``): thousands of small
 files count more than their bytes against the carry limit. On the device, unpack every part
 into one folder and pass it as ``--data-root``.
@@ -33,6 +40,7 @@ from pathlib import Path
 
 from train.datasets.ai4mars import load_ai4mars
 from train.datasets.hirise import load_hirise
+from train.datasets.msl import load_msl
 from train.labelled_sets import monitor_data
 from train.tiles import TileDataConfig, default_data_root, spread
 
@@ -80,6 +88,24 @@ def pack_mix(data: Path, out: Path, ai4mars_train_frames: int) -> int:
     return total + _copy_frames(data, out, light.max_train_frames, light.max_val_frames)
 
 
+def pack_ai4mars(data: Path, out: Path, ai4mars_train_frames: int) -> int:
+    """The selected AI4Mars train frames and every validation frame, with masks; returns bytes
+    written."""
+    return _copy_frames(data, out, ai4mars_train_frames, None)
+
+
+def pack_pool(data: Path, out: Path, ai4mars_train_frames: int) -> int:
+    """MSL v2.1 lists, class map and train images, and the ``mix`` part; returns bytes
+    written."""
+    msl = load_msl(data / "msl-v2.1")
+    total = sum(_copy(src, out / "msl-v2.1" / src.name)
+                for src in sorted((data / "msl-v2.1").glob("*")) if src.is_file())
+    for item in msl.splits["train"]:
+        src = msl.image_path(item)
+        total += _copy(src, out / "msl-v2.1" / src.relative_to(msl.root))
+    return total + pack_mix(data, out, ai4mars_train_frames)
+
+
 def pack_ai4mars_val(data: Path, out: Path) -> int:
     """AI4Mars ``train.txt`` and every validation frame with its mask; returns bytes written."""
     return _copy_frames(data, out, 0, None)
@@ -88,7 +114,8 @@ def pack_ai4mars_val(data: Path, out: Path) -> int:
 def main() -> None:
     """Command line: see the module docstring."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("msl", "mix", "ai4mars-val"), required=True)
+    ap.add_argument("--part", choices=("msl", "mix", "ai4mars-val", "ai4mars", "pool"),
+                    required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=default_data_root())
     # Must equal the run's ai4mars_train_frames (scripts/gpu_benchmark.sh: AI4MARS_FRAMES).
@@ -100,6 +127,10 @@ def main() -> None:
         total = pack_msl(args.data, args.out, args.ai4mars_train_frames)
     elif args.part == "mix":
         total = pack_mix(args.data, args.out, args.ai4mars_train_frames)
+    elif args.part == "ai4mars":
+        total = pack_ai4mars(args.data, args.out, args.ai4mars_train_frames)
+    elif args.part == "pool":
+        total = pack_pool(args.data, args.out, args.ai4mars_train_frames)
     else:
         total = pack_ai4mars_val(args.data, args.out)
     print(f"{args.out}: {total / 2**20:.1f} MiB")
