@@ -50,9 +50,11 @@ def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _worker(rank: int, port: int, root: str, out: str, record_dir: str) -> None:
     try:
         torch.set_num_threads(1)
-        import faiss
-
-        if hasattr(faiss, "omp_set_num_threads"):
+        try:  # the CPU clusters with faiss where it is installed, else with torch
+            import faiss
+        except ImportError:  # e.g. the lent GPU machine's image, which has no faiss
+            faiss = None
+        if faiss is not None and hasattr(faiss, "omp_set_num_threads"):
             faiss.omp_set_num_threads(1)
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                           WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
