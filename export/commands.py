@@ -187,6 +187,9 @@ def distill_command(
                               help="AI4Mars folder (train tiles unlabelled, val for scoring)."),
     widths: str = typer.Option("16,32,64", help="Channels per stage."),
     blocks: str = typer.Option("1,1,1", help="Basic blocks per stage."),
+    tile_pixels: int = typer.Option(
+        32, min=8, help="The student's input tile size. The teacher sees the same tiles at its "
+                        "own size (e.g. a 64-px ResNet-18 teaching a 32-px student)."),
     temperature: float = typer.Option(2.0, min=0.1, help="Softmax temperature of the KL term."),
     feature_weight: float = typer.Option(0.0, min=0.0,
                                          help="Weight of the feature cosine term (0: logits)."),
@@ -217,8 +220,8 @@ def distill_command(
     from train.datasets.errors import DatasetError
     from train.tiles import TileDataConfig
 
-    data_cfg = TileDataConfig(root=str(data), max_train_frames=max_train_frames,
-                              max_val_frames=max_val_frames)
+    data_cfg = TileDataConfig(root=str(data), tile_pixels=tile_pixels,
+                              max_train_frames=max_train_frames, max_val_frames=max_val_frames)
     cfg = DistillConfig(teacher=str(teacher), out=str(out), data=data_cfg,
                         widths=_ints(widths, "--widths"), blocks=_ints(blocks, "--blocks"),
                         temperature=temperature, feature_weight=feature_weight, epochs=epochs,

@@ -7,6 +7,10 @@ f_s (B, D_s)):
 
 where P is a linear projector (D_s -> D_t) used only in training (beta = 0: logits only).
 No labels are used for training; labels only score the result on the validation split.
+
+The teacher may take larger tiles than the student (a ResNet-18 trained on 64-px tiles, a
+student on 32-px ones): both see the same tiles of the same frames, each made at its own size
+by the one preprocessing function (``train.tiles.load_split_tiles``), paired by position.
 Training runs in channels-last fp32 (measured faster than bf16 autocast on this AVX2 CPU).
 """
 
@@ -17,7 +21,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,17 +128,46 @@ def student_logits(student: Student, tiles: np.ndarray, batch: int = 2048) -> np
                            for i in range(0, len(tiles), batch)])
 
 
-def _cache_key(cfg: DistillConfig) -> str:
+def teacher_view(data: TileDataConfig, tckpt: dict[str, Any], where: str = "teacher"
+                 ) -> TileDataConfig:
+    """The student's data config at the teacher's input size (``tckpt['input']``); raises
+    CheckpointError naming ``where`` if the teacher was trained on another tile grid (the
+    two would not see the same tiles)."""
+    tiling = tckpt.get("tiling") or {}
+    grid = {k: tiling.get(k) for k in ("reference_width", "tile", "stride")}
+    mine = {"reference_width": data.reference_width, "tile": data.tile, "stride": data.stride}
+    if grid != mine:
+        raise CheckpointError(f"{where}: teacher tiles {grid}, the data config tiles {mine}")
+    return replace(data, tile_pixels=int(tckpt["input"]["tile_pixels"]))
+
+
+def paired_tiles(student_tiles: np.ndarray, data: TileDataConfig, teacher_data: TileDataConfig,
+                 split: str) -> np.ndarray:
+    """The teacher's view (N, C, S_t, S_t) of the student's tiles (N, C, S, S) of ``split``:
+    the same array when both take the same size, else the same tiles made at the teacher's
+    size by the one preprocessing function."""
+    if teacher_data == data:
+        return student_tiles
+    tiles = load_split_tiles(teacher_data, split, with_labels=False).tiles
+    if len(tiles) != len(student_tiles):
+        raise DatasetError(f"{data.root}: {len(tiles)} {split} tiles at the teacher's "
+                           f"{teacher_data.tile_pixels} px, {len(student_tiles)} at the "
+                           f"student's {data.tile_pixels} px")
+    return tiles
+
+
+def _cache_key(cfg: DistillConfig, teacher_data: TileDataConfig) -> str:
     teacher = Path(cfg.teacher)
     digest = hashlib.sha256(teacher.read_bytes()).hexdigest()[:16]
-    return json.dumps({"teacher": digest, "data": asdict(cfg.data)}, sort_keys=True)
+    return json.dumps({"teacher": digest, "data": asdict(teacher_data)}, sort_keys=True)
 
 
-def _train_targets(cfg: DistillConfig, teacher: TileClassifier, log: Callable[[str], None]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unlabelled train tiles and the teacher's logits and features on them (cached)."""
+def _train_targets(cfg: DistillConfig, teacher: TileClassifier, teacher_data: TileDataConfig,
+                   log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unlabelled train tiles at the student's size (N, C, S, S) and the teacher's logits
+    (N, K) and features (N, D) on the same tiles at its own size (``teacher_data``; cached)."""
     cache = Path(cfg.teacher_cache) if cfg.teacher_cache else None
-    key = _cache_key(cfg)
+    key = _cache_key(cfg, teacher_data)
     tiles = load_split_tiles(cfg.data, "train", with_labels=False).tiles
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
@@ -142,7 +175,8 @@ def _train_targets(cfg: DistillConfig, teacher: TileClassifier, log: Callable[[s
                 log(f"teacher outputs from {cache}")
                 return tiles, z["logits"], z["features"]
     t0 = time.perf_counter()
-    logits, feats = teacher_outputs(teacher, tiles)
+    logits, feats = teacher_outputs(teacher, paired_tiles(tiles, cfg.data, teacher_data,
+                                                          "train"))
     log(f"teacher outputs on {len(tiles)} train tiles in {time.perf_counter() - t0:.0f} s")
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -179,11 +213,9 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     teacher, tckpt = load_teacher(cfg.teacher)
-    inp = tckpt["input"]
-    if inp["tile_pixels"] != cfg.data.tile_pixels:
-        raise CheckpointError(f"{cfg.teacher}: teacher takes {inp['tile_pixels']}-px tiles, "
-                              f"the data config gives {cfg.data.tile_pixels}")
-    tiles, t_logits, t_feats = _train_targets(cfg, teacher, log)
+    teacher_data = teacher_view(cfg.data, tckpt, cfg.teacher)
+    inp = dict(tckpt["input"], tile_pixels=cfg.data.tile_pixels)  # the student's input
+    tiles, t_logits, t_feats = _train_targets(cfg, teacher, teacher_data, log)
     if not len(tiles):
         raise DatasetError(f"{cfg.data.root}: no train tiles")
     classes = list(tckpt["classes"])
@@ -239,7 +271,8 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
     log(f"trained {step} steps ({step * cfg.batch_size / n:.2f} epochs) in {train_s:.0f} s, "
         f"stopped by {stopped}")
     student.eval()
-    metrics = evaluate_student(student, teacher, cfg.data, classes, cfg.eval_batch)
+    metrics = evaluate_student(student, teacher, cfg.data, classes, cfg.eval_batch,
+                               teacher_data)
     metrics |= {"steps": step, "epochs_seen": round(step * cfg.batch_size / n, 3),
                 "train_tiles": int(n), "train_seconds": round(train_s, 1),
                 "stopped_by": stopped}
@@ -263,17 +296,35 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
     return metrics
 
 
-def evaluate_student(student: Student, teacher: TileClassifier, data: TileDataConfig,
-                     classes: list[str], batch: int = 2048) -> dict[str, Any]:
-    """Student vs teacher on the scored val tiles (see :func:`compare_on_val`)."""
+def scored_val_pair(data: TileDataConfig, teacher_data: TileDataConfig | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The scored val tiles at the student's size (N, C, S, S), the same tiles at the
+    teacher's size (``teacher_data``; the same array if None or equal), their labels (N,) and
+    the number of val frames."""
     val = load_split_tiles(data, "val").scored()
     if not len(val.labels):
         raise DatasetError(f"{data.root}: no scored val tiles to evaluate on")
-    t_logits, _ = teacher_outputs(teacher, val.tiles, batch)
-    s_logits = student_logits(student, val.tiles, batch)
-    return compare_on_val(t_logits.argmax(1), s_logits.argmax(1), val.labels, classes) | {
+    t_tiles = val.tiles
+    if teacher_data is not None and teacher_data != data:
+        t_val = load_split_tiles(teacher_data, "val").scored()
+        if not np.array_equal(t_val.labels, val.labels):
+            raise DatasetError(f"{data.root}: the scored val tiles differ between "
+                               f"{data.tile_pixels} and {teacher_data.tile_pixels} px")
+        t_tiles = t_val.tiles
+    return val.tiles, t_tiles, val.labels, len(val.ids)
+
+
+def evaluate_student(student: Student, teacher: TileClassifier, data: TileDataConfig,
+                     classes: list[str], batch: int = 2048,
+                     teacher_data: TileDataConfig | None = None) -> dict[str, Any]:
+    """Student vs teacher on the scored val tiles (see :func:`compare_on_val`); the teacher
+    sees them at ``teacher_data``'s size where given."""
+    tiles, t_tiles, labels, frames = scored_val_pair(data, teacher_data)
+    t_logits, _ = teacher_outputs(teacher, t_tiles, batch)
+    s_logits = student_logits(student, tiles, batch)
+    return compare_on_val(t_logits.argmax(1), s_logits.argmax(1), labels, classes) | {
         "split": "validation (clock-ordered, latest 20% of frames), scored tiles",
-        "val_frames": len(val.ids)}
+        "val_frames": frames}
 
 
 def student_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> Student:

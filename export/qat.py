@@ -78,13 +78,15 @@ from export.distill import (
     distill_loss,
     load_teacher,
     resample_views,
+    scored_val_pair,
     student_from_checkpoint,
     teacher_outputs,
+    teacher_view,
 )
 from export.student import Student, fold_batchnorm
 from train.checkpoint import CheckpointError, git_revision, load_checkpoint, save_atomic
 from train.datasets.errors import DatasetError
-from train.tiles import TileDataConfig, load_split_tiles
+from train.tiles import TileDataConfig
 
 CL = torch.channels_last
 ACT_QMIN, ACT_QMAX = 0, 255      # uint8 activations (ONNX Runtime QUInt8)
@@ -399,11 +401,9 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
         raise CheckpointError(f"{teacher_path}: teacher classes {list(tckpt['classes'])} are not "
                               f"the student's {classes} ({cfg.student})")
     data = _data_config(cfg, ckpt)
-    if tckpt["input"]["tile_pixels"] != data.tile_pixels:
-        raise CheckpointError(f"{teacher_path}: teacher takes {tckpt['input']['tile_pixels']}-px "
-                              f"tiles, the data config gives {data.tile_pixels}")
+    teacher_data = teacher_view(data, tckpt, str(teacher_path))
     dcfg = DistillConfig(teacher=str(teacher_path), data=data, teacher_cache=cfg.teacher_cache)
-    tiles, t_logits, _ = _train_targets(dcfg, teacher, log)
+    tiles, t_logits, _ = _train_targets(dcfg, teacher, teacher_data, log)
     if not len(tiles):
         raise DatasetError(f"{data.root}: no train tiles")
     resample = (cfg.resample_prob if cfg.resample_prob is not None
@@ -490,7 +490,8 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
 
     # 3. evaluation: float (what gets exported) and simulated INT8, on the scored val tiles.
     student = model.to_student()
-    metrics = evaluate_qat(model, student, original, teacher, data, classes, cfg.eval_batch)
+    metrics = evaluate_qat(model, student, original, teacher, data, classes, cfg.eval_batch,
+                           teacher_data)
     metrics |= {"steps": step, "epochs_seen": round(step * bs / n, 3), "train_tiles": int(n),
                 "train_seconds": round(train_s, 1), "stopped_by": stopped,
                 "loss_first": first_loss, "loss_last": running,
@@ -519,28 +520,27 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
 
 
 def evaluate_qat(model: QatStudent, student: Student, original: Student, teacher: nn.Module,
-                 data: TileDataConfig, classes: list[str], batch: int = 2048) -> dict[str, Any]:
+                 data: TileDataConfig, classes: list[str], batch: int = 2048,
+                 teacher_data: TileDataConfig | None = None) -> dict[str, Any]:
     """The fine-tuned float student vs the teacher on the scored val tiles
     (:func:`export.distill.compare_on_val`), plus: ``simulated_int8_agreement`` (fake-quantized
     vs float predictions of the fine-tuned weights: an estimate of the INT8 gate's agreement,
     with the training-time ranges instead of the export calibration's),
     ``simulated_int8_accuracy`` and ``agreement_with_source_student``."""
-    val = load_split_tiles(data, "val").scored()
-    if not len(val.labels):
-        raise DatasetError(f"{data.root}: no scored val tiles to evaluate on")
-    t_pred = teacher_outputs(teacher, val.tiles, batch)[0].argmax(1)
-    s_pred = _logits(student, val.tiles, batch).argmax(1)
-    o_pred = _logits(original, val.tiles, batch).argmax(1)
+    tiles, t_tiles, labels, frames = scored_val_pair(data, teacher_data)
+    t_pred = teacher_outputs(teacher, t_tiles, batch)[0].argmax(1)
+    s_pred = _logits(student, tiles, batch).argmax(1)
+    o_pred = _logits(original, tiles, batch).argmax(1)
     model.set_mode("quant")
-    q_pred = _logits(model, val.tiles, batch).argmax(1)
-    m = compare_on_val(t_pred, s_pred, val.labels, classes)
+    q_pred = _logits(model, tiles, batch).argmax(1)
+    m = compare_on_val(t_pred, s_pred, labels, classes)
     return m | {
         "split": "validation (clock-ordered, latest 20% of frames), scored tiles",
-        "val_frames": len(val.ids),
+        "val_frames": frames,
         "simulated_int8_agreement": float((q_pred == s_pred).mean()),
-        "simulated_int8_accuracy": float((q_pred == val.labels).mean()),
+        "simulated_int8_accuracy": float((q_pred == labels).mean()),
         "agreement_with_source_student": float((s_pred == o_pred).mean()),
-        "source_student_accuracy": float((o_pred == val.labels).mean()),
+        "source_student_accuracy": float((o_pred == labels).mean()),
     }
 
 

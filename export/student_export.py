@@ -69,7 +69,8 @@ def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
                           f"{size['mflops']} MFLOPs per tile (limits {MAX_PARAMETERS}, "
                           f"{MAX_MFLOPS}); no bundle written")
     if data is not None and check_frames:
-        cfg = TileDataConfig(root=data.root, max_val_frames=check_frames)
+        cfg = TileDataConfig(root=data.root, tile_pixels=spec.tile_pixels,
+                             max_val_frames=check_frames)
         tiles = load_split_tiles(cfg, "val", with_labels=False).tiles
     else:
         tiles = np.random.default_rng(0).normal(size=(64, *shape[1:])).astype(np.float32)

@@ -126,3 +126,43 @@ def test_resample_views_replaces_the_chosen_share_with_blurred_tiles():
     assert dx(out[changed]) < dx(x[changed])
     assert torch.allclose(out[changed].mean((1, 2, 3)), x[changed].mean((1, 2, 3)), atol=0.05)
     assert torch.equal(out[~changed], x[~changed])
+
+
+def test_a_teacher_teaches_a_student_of_smaller_tiles_on_the_same_tiles(trained, ai4mars_dir,
+                                                                        tmp_path):
+    """A 32-px teacher and a 16-px student: the teacher's targets and its side of the val
+    comparison come from the same tiles made at 32 px, the student's at 16 px."""
+    from export.distill import DistillConfig, distill
+
+    data = TileDataConfig(root=str(ai4mars_dir), tile_pixels=16, max_train_frames=4)
+    cache = tmp_path / "cache.npz"
+    m = distill(DistillConfig(teacher=str(trained["probe"]), out=str(tmp_path / "s.pt"),
+                              data=data, widths=(8, 8, 8), epochs=1, batch_size=32, threads=1,
+                              teacher_cache=str(cache)), log=lambda *_: None)
+    ckpt = load_checkpoint(tmp_path / "s.pt", "student")
+    assert ckpt["input"]["tile_pixels"] == 16
+    teacher, tckpt = load_teacher(trained["probe"])
+    assert tckpt["input"]["tile_pixels"] == 32
+    big = TileDataConfig(root=str(ai4mars_dir), tile_pixels=32, max_train_frames=4)
+    train32 = load_split_tiles(big, "train", with_labels=False).tiles
+    with np.load(cache) as z:
+        np.testing.assert_allclose(z["logits"], teacher_outputs(teacher, train32)[0],
+                                   rtol=1e-4, atol=1e-4)
+    val16 = load_split_tiles(data, "val").scored()
+    val32 = load_split_tiles(big, "val").scored()
+    assert val16.tiles.shape[-1] == 16 and val32.tiles.shape[-1] == 32
+    t_pred = teacher_outputs(teacher, val32.tiles)[0].argmax(1)
+    with torch.no_grad():
+        s_pred = student_from_checkpoint(ckpt)(torch.from_numpy(val16.tiles)).argmax(1).numpy()
+    assert m["agreement"] == pytest.approx(float((t_pred == s_pred).mean()))
+    assert m["teacher"]["accuracy"] == pytest.approx(float((t_pred == val32.labels).mean()))
+
+
+def test_a_teacher_on_another_tile_grid_is_refused(trained, ai4mars_dir):
+    from export.distill import teacher_view
+
+    _, tckpt = load_teacher(trained["probe"])
+    with pytest.raises(CheckpointError, match="teacher tiles"):
+        teacher_view(TileDataConfig(root=str(ai4mars_dir), tile=16, stride=16), tckpt, "t.pt")
+    view = teacher_view(TileDataConfig(root=str(ai4mars_dir), tile_pixels=16), tckpt, "t.pt")
+    assert view.tile_pixels == 32
