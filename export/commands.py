@@ -243,6 +243,48 @@ def distill_command(
                f"(teacher {t['mean_recall']:.4f}), agreement {metrics['agreement']:.4f}")
 
 
+@app.command("teacher-cache")
+def teacher_cache_command(
+    teacher: Path = typer.Option(..., help="Teacher probe checkpoint."),
+    out: Path = typer.Option(..., help="npz cache to write (give it to distill and qat as "
+                                       "--teacher-cache)."),
+    data: Path = typer.Option(Path(default_data_root() / "ai4mars-msl-ncam-256"),
+                              help="AI4Mars folder: at the same path as where the cache is "
+                                   "used, since the cache's key names it."),
+    max_train_frames: int = typer.Option(None, min=1, help="Train frames, spread over the "
+                                                           "split (as distill's)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto (the GPU when there is one)."),
+    features: bool = typer.Option(True, help="Also store the teacher's features (needed only "
+                                             "by --feature-weight; most of the file)."),
+    batch_size: int = typer.Option(2048, min=1),
+) -> None:
+    """The teacher's logits on the unlabelled train tiles and the scored val tiles, for
+    distill and qat to read instead of running the teacher: made on a GPU for a teacher too
+    slow for the CPU (a ResNet-18 on 64-px tiles), then carried to where the student trains.
+
+    Example: edge export teacher-cache --teacher runs/probe/probe.pt --out runs/teacher.npz
+    --max-train-frames 2400 --device cuda --no-features
+    """
+    _require_train_extra()
+    from export.distill import DistillConfig, load_teacher, teacher_view, write_teacher_cache
+    from train.checkpoint import CheckpointError
+    from train.datasets.errors import DatasetError
+    from train.device import pick_device
+    from train.tiles import TileDataConfig
+
+    try:
+        dev = pick_device(device)
+        model, tckpt = load_teacher(teacher)
+        data_cfg = TileDataConfig(root=str(data), max_train_frames=max_train_frames)
+        cfg = DistillConfig(teacher=str(teacher), data=data_cfg, teacher_cache=str(out),
+                            eval_batch=batch_size)
+        made = write_teacher_cache(cfg, model, teacher_view(data_cfg, tckpt, str(teacher)),
+                                   dev, features, log=lambda m: typer.echo(m, err=True))
+    except (ValueError, CheckpointError, DatasetError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"teacher cache {made} ({made.stat().st_size / 2**20:.1f} MiB)")
+
+
 @app.command("qat")
 def qat_command(
     student: Path = typer.Option(..., help="Trained student checkpoint to fine-tune."),

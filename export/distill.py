@@ -106,16 +106,19 @@ def load_teacher(path: str | Path) -> tuple[TileClassifier, dict[str, Any]]:
 
 
 @torch.no_grad()
-def teacher_outputs(teacher: TileClassifier, tiles: np.ndarray, batch: int = 2048
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Tiles float32 (N, C, S, S) -> teacher logits (N, K) and features (N, D), float32."""
-    teacher = teacher.eval().to(memory_format=CL)
+def teacher_outputs(teacher: TileClassifier, tiles: np.ndarray, batch: int = 2048,
+                    device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Tiles float32 (N, C, S, S) -> teacher logits (N, K) and features (N, D), float32,
+    computed in float32 on ``device`` (a GPU for a large teacher: a ResNet-18 on 64-px tiles
+    is 4.4 GFLOPs per tile, about 23 tiles/s on this workplace's 2 CPU cores)."""
+    teacher = teacher.eval().to(device, memory_format=CL)
     logits, feats = [], []
     for i in range(0, len(tiles), batch):
-        x = torch.from_numpy(tiles[i:i + batch]).contiguous(memory_format=CL)
+        x = torch.from_numpy(tiles[i:i + batch]).to(device).contiguous(memory_format=CL)
         f = teacher.encoder(x)
-        feats.append(f.numpy())
-        logits.append(teacher.head(f).numpy())
+        feats.append(f.float().cpu().numpy())
+        logits.append(teacher.head(f).float().cpu().numpy())
+    teacher.cpu()
     return np.concatenate(logits), np.concatenate(feats)
 
 
@@ -162,27 +165,81 @@ def _cache_key(cfg: DistillConfig, teacher_data: TileDataConfig) -> str:
     return json.dumps({"teacher": digest, "data": asdict(teacher_data)}, sort_keys=True)
 
 
+def _read_cache(cfg: DistillConfig, teacher_data: TileDataConfig) -> dict[str, np.ndarray]:
+    """The teacher cache's arrays when it exists and was made by this teacher on these tiles
+    (else an empty dict)."""
+    cache = Path(cfg.teacher_cache) if cfg.teacher_cache else None
+    if cache is None or not cache.is_file():
+        return {}
+    with np.load(cache) as z:
+        if str(z["key"]) != _cache_key(cfg, teacher_data):
+            return {}
+        return {name: z[name] for name in z.files}
+
+
+def write_teacher_cache(cfg: DistillConfig, teacher: TileClassifier,
+                        teacher_data: TileDataConfig, device: str | torch.device = "cpu",
+                        features: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Compute the teacher's outputs on ``device`` and write ``cfg.teacher_cache`` (npz,
+    written to a temporary file, then renamed): ``logits`` (N, K) on the unlabelled train
+    tiles, ``features`` (N, D) unless ``features`` is False (a logit-only distillation does
+    not read them, and they are most of the file), and ``val_logits`` (M, K) with
+    ``val_labels`` (M,) on the scored val tiles. ``key`` names the teacher and its tiles, so a
+    cache made on another machine is used only where the data is the same."""
+    if not cfg.teacher_cache:
+        raise ValueError("write_teacher_cache needs DistillConfig.teacher_cache")
+    t0 = time.perf_counter()
+    train = load_split_tiles(teacher_data, "train", with_labels=False).tiles
+    logits, feats = teacher_outputs(teacher, train, cfg.eval_batch, device)
+    val = load_split_tiles(teacher_data, "val").scored()
+    val_logits = teacher_outputs(teacher, val.tiles, cfg.eval_batch, device)[0]
+    log(f"teacher outputs on {len(train)} train and {len(val.tiles)} scored val tiles in "
+        f"{time.perf_counter() - t0:.0f} s")
+    arrays = {"key": np.array(_cache_key(cfg, teacher_data)), "logits": logits,
+              "val_logits": val_logits, "val_labels": val.labels}
+    if features:
+        arrays["features"] = feats
+    cache = Path(cfg.teacher_cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(cache)
+    return cache
+
+
+def cached_val_logits(cfg: DistillConfig, teacher_data: TileDataConfig, labels: np.ndarray
+                      ) -> np.ndarray | None:
+    """The teacher's logits (M, K) on the scored val tiles from its cache, when the cache holds
+    them for exactly these tiles (same labels in the same order), else None."""
+    z = _read_cache(cfg, teacher_data)
+    if "val_logits" in z and np.array_equal(z.get("val_labels"), labels):
+        return z["val_logits"]
+    return None
+
+
 def _train_targets(cfg: DistillConfig, teacher: TileClassifier, teacher_data: TileDataConfig,
                    log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unlabelled train tiles at the student's size (N, C, S, S) and the teacher's logits
-    (N, K) and features (N, D) on the same tiles at its own size (``teacher_data``; cached)."""
-    cache = Path(cfg.teacher_cache) if cfg.teacher_cache else None
-    key = _cache_key(cfg, teacher_data)
+    (N, K) and features (N, D; D = 0 from a logit-only cache) on the same tiles at its own
+    size (``teacher_data``; cached)."""
     tiles = load_split_tiles(cfg.data, "train", with_labels=False).tiles
-    if cache is not None and cache.is_file():
-        with np.load(cache) as z:
-            if str(z["key"]) == key and len(z["logits"]) == len(tiles):
-                log(f"teacher outputs from {cache}")
-                return tiles, z["logits"], z["features"]
+    z = _read_cache(cfg, teacher_data)
+    if len(z.get("logits", ())) == len(tiles):
+        log(f"teacher outputs from {cfg.teacher_cache}")
+        feats = z.get("features", np.zeros((len(tiles), 0), dtype=np.float32))
+        return tiles, z["logits"], feats
+    if cfg.teacher_cache:
+        write_teacher_cache(cfg, teacher, teacher_data, log=log)
+        z = _read_cache(cfg, teacher_data)
+        if len(z["logits"]) != len(tiles):
+            raise DatasetError(f"{cfg.data.root}: {len(z['logits'])} train tiles at the "
+                               f"teacher's {teacher_data.tile_pixels} px, {len(tiles)} at the "
+                               f"student's {cfg.data.tile_pixels} px")
+        return tiles, z["logits"], z["features"]
     t0 = time.perf_counter()
     logits, feats = teacher_outputs(teacher, paired_tiles(tiles, cfg.data, teacher_data,
                                                           "train"))
     log(f"teacher outputs on {len(tiles)} train tiles in {time.perf_counter() - t0:.0f} s")
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, key=np.array(key), logits=logits, features=feats)
-        tmp.replace(cache)
     return tiles, logits, feats
 
 
@@ -218,10 +275,13 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
     tiles, t_logits, t_feats = _train_targets(cfg, teacher, teacher_data, log)
     if not len(tiles):
         raise DatasetError(f"{cfg.data.root}: no train tiles")
+    if cfg.feature_weight and not t_feats.shape[1]:
+        raise CheckpointError(f"{cfg.teacher_cache}: the teacher cache holds logits only; "
+                              "feature matching needs one made with features")
     classes = list(tckpt["classes"])
     scfg = StudentConfig(int(inp["channels"]), tuple(cfg.widths), tuple(cfg.blocks))
     student = Student(scfg, len(classes)).to(memory_format=CL)
-    projector = nn.Linear(scfg.feature_dim, t_feats.shape[1])
+    projector = nn.Linear(scfg.feature_dim, max(1, t_feats.shape[1]))  # used if feature_weight
     params = list(student.parameters()) + (list(projector.parameters())
                                            if cfg.feature_weight else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -272,7 +332,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
         f"stopped by {stopped}")
     student.eval()
     metrics = evaluate_student(student, teacher, cfg.data, classes, cfg.eval_batch,
-                               teacher_data)
+                               teacher_data, cfg)
     metrics |= {"steps": step, "epochs_seen": round(step * cfg.batch_size / n, 3),
                 "train_tiles": int(n), "train_seconds": round(train_s, 1),
                 "stopped_by": stopped}
@@ -314,13 +374,27 @@ def scored_val_pair(data: TileDataConfig, teacher_data: TileDataConfig | None = 
     return val.tiles, t_tiles, val.labels, len(val.ids)
 
 
+def teacher_val_logits(teacher: TileClassifier, t_tiles: np.ndarray, labels: np.ndarray,
+                       batch: int, cfg: DistillConfig | None,
+                       teacher_data: TileDataConfig | None) -> np.ndarray:
+    """The teacher's logits (M, K) on the scored val tiles at its size: from its cache
+    (``cfg.teacher_cache``) when that holds them, else computed here."""
+    if cfg is not None and teacher_data is not None:
+        cached = cached_val_logits(cfg, teacher_data, labels)
+        if cached is not None:
+            return cached
+    return teacher_outputs(teacher, t_tiles, batch)[0]
+
+
 def evaluate_student(student: Student, teacher: TileClassifier, data: TileDataConfig,
                      classes: list[str], batch: int = 2048,
-                     teacher_data: TileDataConfig | None = None) -> dict[str, Any]:
+                     teacher_data: TileDataConfig | None = None,
+                     cfg: DistillConfig | None = None) -> dict[str, Any]:
     """Student vs teacher on the scored val tiles (see :func:`compare_on_val`); the teacher
-    sees them at ``teacher_data``'s size where given."""
+    sees them at ``teacher_data``'s size where given, its answers read from ``cfg``'s teacher
+    cache when that holds them."""
     tiles, t_tiles, labels, frames = scored_val_pair(data, teacher_data)
-    t_logits, _ = teacher_outputs(teacher, t_tiles, batch)
+    t_logits = teacher_val_logits(teacher, t_tiles, labels, batch, cfg, teacher_data)
     s_logits = student_logits(student, tiles, batch)
     return compare_on_val(t_logits.argmax(1), s_logits.argmax(1), labels, classes) | {
         "split": "validation (clock-ordered, latest 20% of frames), scored tiles",

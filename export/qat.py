@@ -80,7 +80,7 @@ from export.distill import (
     resample_views,
     scored_val_pair,
     student_from_checkpoint,
-    teacher_outputs,
+    teacher_val_logits,
     teacher_view,
 )
 from export.student import Student, fold_batchnorm
@@ -491,7 +491,7 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     # 3. evaluation: float (what gets exported) and simulated INT8, on the scored val tiles.
     student = model.to_student()
     metrics = evaluate_qat(model, student, original, teacher, data, classes, cfg.eval_batch,
-                           teacher_data)
+                           teacher_data, dcfg)
     metrics |= {"steps": step, "epochs_seen": round(step * bs / n, 3), "train_tiles": int(n),
                 "train_seconds": round(train_s, 1), "stopped_by": stopped,
                 "loss_first": first_loss, "loss_last": running,
@@ -521,14 +521,16 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
 
 def evaluate_qat(model: QatStudent, student: Student, original: Student, teacher: nn.Module,
                  data: TileDataConfig, classes: list[str], batch: int = 2048,
-                 teacher_data: TileDataConfig | None = None) -> dict[str, Any]:
+                 teacher_data: TileDataConfig | None = None,
+                 distill_cfg: DistillConfig | None = None) -> dict[str, Any]:
     """The fine-tuned float student vs the teacher on the scored val tiles
     (:func:`export.distill.compare_on_val`), plus: ``simulated_int8_agreement`` (fake-quantized
     vs float predictions of the fine-tuned weights: an estimate of the INT8 gate's agreement,
     with the training-time ranges instead of the export calibration's),
     ``simulated_int8_accuracy`` and ``agreement_with_source_student``."""
     tiles, t_tiles, labels, frames = scored_val_pair(data, teacher_data)
-    t_pred = teacher_outputs(teacher, t_tiles, batch)[0].argmax(1)
+    t_pred = teacher_val_logits(teacher, t_tiles, labels, batch, distill_cfg,
+                                teacher_data).argmax(1)
     s_pred = _logits(student, tiles, batch).argmax(1)
     o_pred = _logits(original, tiles, batch).argmax(1)
     model.set_mode("quant")

@@ -127,12 +127,16 @@ def probe_command(
     msl_data: Path = typer.Option(Path(MSL), help="MSL v2.1 folder (with --dataset msl-v2.1)."),
     label_fraction: float = typer.Option(0.1, min=0.0001, max=1.0),
     max_frames: int = typer.Option(None, min=1, help="Use only the first N frames of each split."),
+    max_train_frames: int = typer.Option(
+        None, min=1, help="AI4Mars: N train frames spread over the split (all val frames)."),
     seed: int = typer.Option(0),
     class_balanced: bool = typer.Option(True, help="Weight the loss by inverse class frequency."),
     balance_power: float = typer.Option(
         1.0, min=0.0, max=1.0, help="With --class-balanced: weights (N / (K n_k)) ** power; 1 "
         "balances the classes fully, lower trades rare-class recall for accuracy."),
     standardize: bool = typer.Option(True, help="Standardise features (folded into the head)."),
+    device: str = typer.Option("cpu", help="Where the encoder computes features: cpu, cuda or "
+                               "auto (the head trains on the CPU)."),
 ) -> None:
     """Linear head on frozen features from a fraction of the labelled train items; prints
     validation accuracy and mean per-class recall. With --dataset msl-v2.1 the probe
@@ -145,13 +149,22 @@ def probe_command(
     from train.probe import ProbeConfig, probe
     from train.tiles import TileDataConfig
 
+    if max_frames is not None and max_train_frames is not None:
+        raise _fail("give --max-frames or --max-train-frames, not both")
     cfg = ProbeConfig(encoder=str(encoder), out=str(out),
-                      data=TileDataConfig(root=str(data), max_train_frames=max_frames,
+                      data=TileDataConfig(root=str(data),
+                                          max_train_frames=max_train_frames or max_frames,
                                           max_val_frames=max_frames),
                       dataset=dataset, msl_root=str(msl_data),
                       label_fraction=label_fraction, seed=seed,
                       class_balanced=class_balanced, balance_power=balance_power,
-                      standardize=standardize)
+                      standardize=standardize, device=device)
+    try:
+        from train.device import pick_device
+
+        pick_device(device)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     try:
         m = probe(cfg, log=typer.echo)
     except (DatasetError, CheckpointError) as exc:

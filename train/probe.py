@@ -15,6 +15,7 @@ from torch import nn
 from train.checkpoint import git_revision, load_checkpoint, save_atomic
 from train.datasets.errors import DatasetError
 from train.datasets.whole_image import WHOLE_IMAGE_TILING
+from train.device import pick_device
 from train.labelled_sets import LabelledSet, canonical, load_labelled
 from train.metrics import MIN_SUPPORT, evaluate
 from train.models import Encoder, EncoderConfig
@@ -49,6 +50,9 @@ class ProbeConfig(LabelledRunConfig):
     #: (:func:`class_weights`); 1 = fully balanced, 0 = as plain.
     balance_power: float = 1.0
     standardize: bool = True
+    #: Where the frozen encoder computes features ('cpu', 'cuda' or 'auto',
+    #: :func:`train.device.pick_device`); the head trains on the CPU either way.
+    device: str = "cpu"
 
 
 def load_encoder(path: str | Path) -> tuple[Encoder, dict[str, Any]]:
@@ -193,10 +197,13 @@ def probe(cfg: ProbeConfig, log: Any = print) -> dict[str, Any]:
     train, val, idx = run.train, run.val, run.idx
     log(f"{len(idx)} labelled train {run.unit} ({cfg.label_fraction:.0%} of "
         f"{len(train.labels)}), {len(val.labels)} val {run.unit}")
-    feats = extract_features(encoder, train.inputs[idx])
+    dev = pick_device(cfg.device)
+    encoder = encoder.to(dev)
+    feats = extract_features(encoder, train.inputs[idx], device=dev)
     head = train_linear_head(feats, torch.from_numpy(train.labels[idx]), len(train.classes), cfg)
     with torch.no_grad():
-        pred = head(extract_features(encoder, val.inputs)).argmax(1).numpy()
+        pred = head(extract_features(encoder, val.inputs, device=dev)).argmax(1).numpy()
+    encoder = encoder.cpu()  # the checkpoint holds CPU tensors wherever it was made
     metrics = run.metrics(pred)
     save_atomic(classifier_checkpoint(run, enc_ckpt, str(cfg.encoder), encoder, head,
                                       asdict(cfg), metrics), cfg.out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,51 @@ def test_a_teacher_on_another_tile_grid_is_refused(trained, ai4mars_dir):
         teacher_view(TileDataConfig(root=str(ai4mars_dir), tile=16, stride=16), tckpt, "t.pt")
     view = teacher_view(TileDataConfig(root=str(ai4mars_dir), tile_pixels=16), tckpt, "t.pt")
     assert view.tile_pixels == 32
+
+
+def test_a_logit_only_teacher_cache_replaces_the_teacher(trained, ai4mars_dir, tmp_path,
+                                                          monkeypatch):
+    """``edge export teacher-cache --no-features`` (what a GPU makes for a large teacher):
+    distil then reads the teacher's train and val answers from it and never runs the teacher;
+    feature matching, which needs features, is refused with the file named."""
+    import export.distill as ed
+
+    cache = tmp_path / "teacher.npz"
+    assert main(["export", "teacher-cache", "--teacher", str(trained["probe"]), "--out",
+                 str(cache), "--data", str(ai4mars_dir), "--max-train-frames", "4",
+                 "--device", "cpu", "--no-features"]) == 0
+    with np.load(cache) as z:
+        assert "features" not in z.files
+        val_logits, val_labels = z["val_logits"], z["val_labels"]
+    teacher, _ = load_teacher(trained["probe"])
+    data = TileDataConfig(root=str(ai4mars_dir), max_train_frames=4)
+    val = load_split_tiles(data, "val").scored()
+    np.testing.assert_array_equal(val_labels, val.labels)
+    np.testing.assert_allclose(val_logits, teacher_outputs(teacher, val.tiles)[0], atol=1e-4)
+
+    def no_teacher(*a, **k):
+        raise AssertionError("the teacher ran although its cache holds its answers")
+
+    monkeypatch.setattr(ed, "teacher_outputs", no_teacher)
+    cfg = ed.DistillConfig(teacher=str(trained["probe"]), out=str(tmp_path / "s.pt"), data=data,
+                           widths=(8, 8, 8), epochs=1, batch_size=32, threads=1,
+                           teacher_cache=str(cache))
+    m = ed.distill(cfg, log=lambda *_: None)
+    t_acc = float((val_logits.argmax(1) == val.labels).mean())
+    assert m["teacher"]["accuracy"] == pytest.approx(t_acc)
+    with pytest.raises(CheckpointError, match="logits only"):
+        ed.distill(replace(cfg, feature_weight=0.5), log=lambda *_: None)
+
+
+def test_a_cache_of_other_tiles_is_not_used(trained, ai4mars_dir, tmp_path):
+    """A cache made on other frames (another key) is recomputed, not read."""
+    from export.distill import DistillConfig, _read_cache, teacher_view, write_teacher_cache
+
+    teacher, tckpt = load_teacher(trained["probe"])
+    made = DistillConfig(teacher=str(trained["probe"]), teacher_cache=str(tmp_path / "c.npz"),
+                         data=TileDataConfig(root=str(ai4mars_dir), max_train_frames=4))
+    write_teacher_cache(made, teacher, teacher_view(made.data, tckpt), "cpu", False,
+                        log=lambda *_: None)
+    other = replace(made, data=replace(made.data, max_train_frames=3))
+    assert _read_cache(made, teacher_view(made.data, tckpt))
+    assert _read_cache(other, teacher_view(other.data, tckpt)) == {}
