@@ -341,3 +341,27 @@ def test_snapped_weights_are_what_onnx_runtime_quantizes_them_to(tmp_path):
         np.testing.assert_allclose(value * scale, state[name].numpy(), rtol=1e-6, atol=1e-7)
         checked += 1
     assert checked == 8   # every quantized convolution: 3 stages x 2, plus 2 skips
+
+
+def test_qat_reads_the_teachers_answers_from_a_logit_only_cache(student, trained, ai4mars_dir,
+                                                                tmp_path, monkeypatch):
+    """With a cache from ``edge export teacher-cache --no-features`` for the student's tiles,
+    QAT trains and scores against the teacher without running it."""
+    import export.distill as ed
+    from toolkit_cli.main import main
+
+    cache = tmp_path / "teacher.npz"
+    assert main(["export", "teacher-cache", "--teacher", str(trained["probe"]), "--out",
+                 str(cache), "--data", str(ai4mars_dir), "--max-train-frames", "4",
+                 "--device", "cpu", "--no-features"]) == 0
+
+    def no_teacher(*a, **k):
+        raise AssertionError("the teacher ran although its cache holds its answers")
+
+    monkeypatch.setattr(ed, "teacher_outputs", no_teacher)
+    metrics = qat(QatConfig(student=str(student["checkpoint"]), out=str(tmp_path / "q.pt"),
+                            steps=4, batch_size=32, calib_batches=2, threads=1,
+                            teacher_cache=str(cache)), log=lambda *_: None)
+    with np.load(cache) as z:
+        t_acc = float((z["val_logits"].argmax(1) == z["val_labels"]).mean())
+    assert metrics["teacher"]["accuracy"] == pytest.approx(t_acc)
