@@ -10,7 +10,7 @@ wraps the torch module (``torch.no_grad``, eval mode), which is why this lives i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 from edge.bench import markdown_table, median_ratio, summarize_rounds, time_interleaved
 from edge.bundle import Bundle
 from edge.classify import FrameClassifier
+from edge.preprocess import InputSpec
 from edge.run import apply_thread_budget
 from edge.runners import make_runner
 from edge.sources import FrameRef
@@ -51,18 +52,30 @@ class SpeedConfig:
     rounds: int = 5
 
 
+def teacher_bundle_view(student: Bundle, teacher_input: dict[str, Any]) -> Bundle:
+    """The student's bundle as the teacher's frame pipeline sees it: the same tiling, and the
+    teacher's own input (a 64-px teacher of a 32-px student gets 64-px tiles, as it was
+    trained and distilled with)."""
+    spec = InputSpec(int(teacher_input["tile_pixels"]), int(teacher_input["channels"]),
+                     tuple(teacher_input["mean"]), tuple(teacher_input["std"]))
+    if spec == student.manifest.input:
+        return student
+    return replace(student, manifest=replace(student.manifest, input=spec))
+
+
 def side_by_side(teacher: str | Path, student: Bundle, int8: Bundle, frames: list[FrameRef],
                  cfg: SpeedConfig) -> list[dict[str, Any]]:
     """One row per (thread count, model): teacher (torch eager), student fp32 and student INT8
     (ONNX Runtime), timed interleaved; figures are medians over the rounds, and ``x_teacher``
     and ``x_fp32`` the medians of the per-round tiles/s ratios within a thread count."""
-    model, _ = load_teacher(teacher)
+    model, tckpt = load_teacher(teacher)
+    teacher_view = teacher_bundle_view(student, tckpt["input"])
     rows = []
     for threads in cfg.threads:
         apply_thread_budget(threads)
         torch.set_num_threads(threads)
         group = [
-            ("teacher", "torch eager", FrameClassifier(student, TorchRunner(model))),
+            ("teacher", "torch eager", FrameClassifier(teacher_view, TorchRunner(model))),
             ("student fp32", "onnxruntime", FrameClassifier(
                 student, make_runner(student, "onnxruntime", threads))),
             ("student int8", "onnxruntime", FrameClassifier(

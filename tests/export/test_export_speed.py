@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from export_fixtures import write_frame
 
 from edge.bundle import load_bundle
@@ -36,3 +37,22 @@ def test_three_way_bench_refuses_an_onnx_file(trained, student, tmp_path, capsys
                  "--student", str(student["bundle"]), "--int8", str(onnx_file)])
     err = capsys.readouterr().err
     assert code == 1 and str(onnx_file) in err
+
+
+def test_the_teacher_is_timed_on_tiles_of_its_own_size(student):
+    """A 64-px teacher of a 32-px student runs on 64-px tiles of the same tiling."""
+    from edge.preprocess import frame_to_tiles
+    from export.speed import teacher_bundle_view
+
+    bundle = load_bundle(student["bundle"])
+    same = teacher_bundle_view(bundle, {"tile_pixels": bundle.manifest.input.tile_pixels,
+                                        "channels": 1, "mean": [0.5], "std": [0.25]})
+    assert same is bundle
+    view = teacher_bundle_view(bundle, {"tile_pixels": 64, "channels": 1, "mean": [0.5],
+                                        "std": [0.25]})
+    assert view.manifest.input.tile_pixels == 64
+    assert view.manifest.tiling == bundle.manifest.tiling
+    assert bundle.manifest.input.tile_pixels == 32  # the student's bundle is left as it was
+    tiles = frame_to_tiles(np.zeros((256, 256), np.uint8), view.manifest.input,
+                           view.manifest.tiling).tiles
+    assert tiles.shape[1:] == (1, 64, 64)
