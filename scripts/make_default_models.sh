@@ -16,6 +16,29 @@ THREADS_LIST=${THREADS_LIST:-1,2}   # thread counts the INT8 variants are timed 
 STEP=${STEP:-all}
 EDGE=${EDGE:-edge}
 
+# The student of $RUNS/DIR/teacher.pt, distilled on the tiles of FRAMES train frames (its
+# teacher's answers cached in $RUNS/DIR/teacher_cache.npz), into $RUNS/bundles/PREFIX-*:
+#   student_steps DIR PREFIX FRAMES
+student_steps() {
+  local dir=$RUNS/$1 bundles=$RUNS/bundles/$2 frames=$3
+  $EDGE export distill --teacher "$dir/teacher.pt" --out "$dir/student.pt" \
+    --bundle "$bundles-student-fp32" --teacher-cache "$dir/teacher_cache.npz" \
+    --max-train-frames "$frames" --epochs 30 --max-minutes 12 --resample-prob 0.5 \
+    --threads "$THREADS"
+  # QAT simulating the shipped variant (float stem and head), trained against and written as
+  # the float model whose quantized weights lie on their int8 grid (--snap-weights): INT8
+  # then differs from it by activation rounding only (docs/export.md).
+  $EDGE export qat --student "$dir/student.pt" --out "$dir/student-qat-snap.pt" \
+    --bundle "$bundles-student-qat-snap-fp32" --teacher-cache "$dir/teacher_cache.npz" \
+    --steps 3000 --max-minutes 12 --threads "$THREADS" --stem-float --head-float --snap-weights
+  # The INT8 bundle is written only when a variant passes the accuracy gate and is at least
+  # 1.2x the float model's speed; it is the shipped default (today: the one variant that
+  # passes, qdq-u8-pc-percentile-stemfp-headfp, agreement 0.9907). If none passes, the fp32
+  # bundle above is the one to ship.
+  $EDGE export quantize "$bundles-student-qat-snap-fp32" --out "$bundles-student-qat-snap-int8" \
+    --grid short --repeats 10 --threads "$THREADS_LIST"
+}
+
 if [[ $STEP == all || $STEP == pretrain ]]; then
   # The benchmark's best pretraining (docs/results/benchmark.md): SimCLR with the cluster
   # correction (eliminate, k 32 and 64) over AI4Mars, MSL and HiRISE images, 3x the
@@ -54,23 +77,7 @@ if [[ $STEP == all || $STEP == terrain ]]; then
     --label-fraction 0.1 --seed 0 --out "$RUNS/terrain/teacher.pt"
   $EDGE export onnx --checkpoint "$RUNS/terrain/teacher.pt" --out "$RUNS/bundles/terrain-teacher" \
     --name terrain-teacher
-  $EDGE export distill --teacher "$RUNS/terrain/teacher.pt" --out "$RUNS/terrain/student.pt" \
-    --bundle "$RUNS/bundles/terrain-student-fp32" --teacher-cache "$RUNS/terrain/teacher_cache.npz" \
-    --max-train-frames 2400 --epochs 30 --max-minutes 12 --resample-prob 0.5 --threads "$THREADS"
-  # QAT simulating the shipped variant (float stem and head), trained against and written as
-  # the float model whose quantized weights lie on their int8 grid (--snap-weights): INT8
-  # then differs from it by activation rounding only (docs/export.md).
-  $EDGE export qat --student "$RUNS/terrain/student.pt" --out "$RUNS/terrain/student-qat-snap.pt" \
-    --bundle "$RUNS/bundles/terrain-student-qat-snap-fp32" \
-    --teacher-cache "$RUNS/terrain/teacher_cache.npz" --steps 3000 --max-minutes 12 \
-    --threads "$THREADS" --stem-float --head-float --snap-weights
-  # The INT8 bundle is written only when a variant passes the accuracy gate and is at least
-  # 1.2x the float model's speed; it is the shipped default (today: the one variant that
-  # passes, qdq-u8-pc-percentile-stemfp-headfp, agreement 0.9907). If none passes, the fp32
-  # bundle above is the one to ship.
-  $EDGE export quantize "$RUNS/bundles/terrain-student-qat-snap-fp32" \
-    --out "$RUNS/bundles/terrain-student-qat-snap-int8" --grid short --repeats 10 \
-    --threads "$THREADS_LIST"
+  student_steps terrain terrain 2400
 fi
 
 # Not yet run (no GPU was left when this route was written): the terrain bundle from a
@@ -92,18 +99,7 @@ if [[ $STEP == terrain-gpu-teacher ]]; then
 fi
 
 if [[ $STEP == terrain-gpu-student ]]; then
-  $EDGE export distill --teacher "$RUNS/terrain-gpu/teacher.pt" --tile-pixels 32 \
-    --out "$RUNS/terrain-gpu/student.pt" --bundle "$RUNS/bundles/terrain-gpu-student-fp32" \
-    --teacher-cache "$RUNS/terrain-gpu/teacher_cache.npz" --max-train-frames "$GPU_FRAMES" \
-    --epochs 30 --max-minutes 12 --resample-prob 0.5 --threads "$THREADS"
-  $EDGE export qat --student "$RUNS/terrain-gpu/student.pt" \
-    --out "$RUNS/terrain-gpu/student-qat-snap.pt" \
-    --bundle "$RUNS/bundles/terrain-gpu-student-qat-snap-fp32" \
-    --teacher-cache "$RUNS/terrain-gpu/teacher_cache.npz" --steps 3000 --max-minutes 12 \
-    --threads "$THREADS" --stem-float --head-float --snap-weights
-  $EDGE export quantize "$RUNS/bundles/terrain-gpu-student-qat-snap-fp32" \
-    --out "$RUNS/bundles/terrain-gpu-student-qat-snap-int8" --grid short --repeats 10 \
-    --threads "$THREADS_LIST"
+  student_steps terrain-gpu terrain-gpu "$GPU_FRAMES"   # a 32-px student of the 64-px teacher
 fi
 
 if [[ $STEP == card ]]; then

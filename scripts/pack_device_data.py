@@ -66,6 +66,13 @@ def _copy_frames(data: Path, out: Path, train: int | None, val: int | None) -> i
     return total
 
 
+def _copy_split(folder: Path, out: Path, images: list[Path]) -> int:
+    """A dataset folder's top-level files (lists, class map) and the given images under it,
+    in the same layout under ``out``; returns bytes written."""
+    total = sum(_copy(src, out / src.name) for src in sorted(folder.glob("*")) if src.is_file())
+    return total + sum(_copy(src, out / src.relative_to(folder)) for src in images)
+
+
 def pack_msl(data: Path, out: Path, ai4mars_train_frames: int) -> int:
     """MSL v2.1 in full plus the selected AI4Mars train frames; returns bytes written."""
     total = 0
@@ -79,11 +86,8 @@ def pack_mix(data: Path, out: Path, ai4mars_train_frames: int) -> int:
     """HiRISE v1 lists and the crops of its train split, and the AI4Mars frames the kNN
     monitor reads; returns bytes written."""
     ds = load_hirise(data / "hirise-v1")
-    total = sum(_copy(src, out / "hirise-v1" / src.name)
-                for src in sorted((data / "hirise-v1").glob("*")) if src.is_file())
-    for item in ds.splits["train"]:
-        src = ds.image_path(item)
-        total += _copy(src, out / "hirise-v1" / src.relative_to(ds.root))
+    total = _copy_split(data / "hirise-v1", out / "hirise-v1",
+                        [ds.image_path(item) for item in ds.splits["train"]])
     light = monitor_data(TileDataConfig(max_train_frames=ai4mars_train_frames))
     return total + _copy_frames(data, out, light.max_train_frames, light.max_val_frames)
 
@@ -98,11 +102,8 @@ def pack_pool(data: Path, out: Path, ai4mars_train_frames: int) -> int:
     """MSL v2.1 lists, class map and train images, and the ``mix`` part; returns bytes
     written."""
     msl = load_msl(data / "msl-v2.1")
-    total = sum(_copy(src, out / "msl-v2.1" / src.name)
-                for src in sorted((data / "msl-v2.1").glob("*")) if src.is_file())
-    for item in msl.splits["train"]:
-        src = msl.image_path(item)
-        total += _copy(src, out / "msl-v2.1" / src.relative_to(msl.root))
+    total = _copy_split(data / "msl-v2.1", out / "msl-v2.1",
+                        [msl.image_path(item) for item in msl.splits["train"]])
     return total + pack_mix(data, out, ai4mars_train_frames)
 
 
