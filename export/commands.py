@@ -253,6 +253,8 @@ def teacher_cache_command(
                                    "used, since the cache's key names it."),
     max_train_frames: int = typer.Option(None, min=1, help="Train frames, spread over the "
                                                            "split (as distill's)."),
+    max_val_frames: int = typer.Option(None, min=1, help="Val frames, spread over the split "
+                                                         "(as distill's)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto (the GPU when there is one)."),
     features: bool = typer.Option(True, help="Also store the teacher's features (needed only "
                                              "by --feature-weight; most of the file)."),
@@ -275,7 +277,8 @@ def teacher_cache_command(
     try:
         dev = pick_device(device)
         model, tckpt = load_teacher(teacher)
-        data_cfg = TileDataConfig(root=str(data), max_train_frames=max_train_frames)
+        data_cfg = TileDataConfig(root=str(data), max_train_frames=max_train_frames,
+                                  max_val_frames=max_val_frames)
         cfg = DistillConfig(teacher=str(teacher), data=data_cfg, teacher_cache=str(out),
                             eval_batch=batch_size)
         made = write_teacher_cache(cfg, model, teacher_view(data_cfg, tckpt, str(teacher)),
