@@ -87,7 +87,14 @@ fi
 # are computed once on a GPU (STEP=terrain-gpu-teacher, run there with the AI4Mars frames at
 # the same path as here, since the cache's key names the data folder) and the 32-px student
 # learns from that cache on the CPU (STEP=terrain-gpu-student): neither step runs the teacher
-# on the CPU.
+# on the CPU. The encoder is not in git (45 MB; its checkpoint without the optimizer state has
+# sha256 7a7e0d27...). Where it is gone, the benchmark makes it again on a GPU (about 13
+# minutes while sharing one H100 with two other pretrainings):
+#   edge train benchmark --preset gpu-resnet18 --override ai4mars_train_frames=1200 \
+#     --override epochs=12 --override epoch_size=81920 --override cluster_warmup=2 \
+#     --override cluster_every=2 --datasets ai4mars --methods simclr+cluster+mix --fractions 0.1 \
+#     --seeds 2 --work-dir runs/gpu --out runs/gpu/results
+# (its encoder.pt lies under runs/gpu/<preset name>/seed2/simclr_cluster_mix/).
 GPU_ENCODER=${GPU_ENCODER:-runs/gpu-ai4mars/encoder.pt}
 GPU_FRAMES=${GPU_FRAMES:-1200}   # train frames the device tool could carry with the val frames
 if [[ $STEP == terrain-gpu-teacher ]]; then
