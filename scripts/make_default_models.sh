@@ -88,7 +88,8 @@ fi
 # the same path as here, since the cache's key names the data folder) and the 32-px student
 # learns from that cache on the CPU (STEP=terrain-gpu-student): neither step runs the teacher
 # on the CPU. The encoder is not in git (45 MB; its checkpoint without the optimizer state has
-# sha256 7a7e0d27...). Where it is gone, the benchmark makes it again on a GPU (about 13
+# sha256 7a7e0d27...). Where it is gone, the benchmark makes another like it on a GPU (not
+# bit for bit: GPU training is not deterministic here; about 13
 # minutes while sharing one H100 with two other pretrainings):
 #   edge train benchmark --preset gpu-resnet18 --override ai4mars_train_frames=1200 \
 #     --override epochs=12 --override epoch_size=81920 --override cluster_warmup=2 \
