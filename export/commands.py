@@ -281,11 +281,11 @@ def teacher_cache_command(
                                   max_val_frames=max_val_frames)
         cfg = DistillConfig(teacher=str(teacher), data=data_cfg, teacher_cache=str(out),
                             eval_batch=batch_size)
-        made = write_teacher_cache(cfg, model, teacher_view(data_cfg, tckpt, str(teacher)),
-                                   dev, features, log=lambda m: typer.echo(m, err=True))
+        write_teacher_cache(cfg, model, teacher_view(data_cfg, tckpt, str(teacher)), dev,
+                            features, log=lambda m: typer.echo(m, err=True))
     except (ValueError, CheckpointError, DatasetError) as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"teacher cache {made} ({made.stat().st_size / 2**20:.1f} MiB)")
+    typer.echo(f"teacher cache {out} ({out.stat().st_size / 2**20:.1f} MiB)")
 
 
 @app.command("qat")

@@ -152,11 +152,17 @@ def paired_tiles(student_tiles: np.ndarray, data: TileDataConfig, teacher_data: 
     if teacher_data == data:
         return student_tiles
     tiles = load_split_tiles(teacher_data, split, with_labels=False).tiles
-    if len(tiles) != len(student_tiles):
-        raise DatasetError(f"{data.root}: {len(tiles)} {split} tiles at the teacher's "
-                           f"{teacher_data.tile_pixels} px, {len(student_tiles)} at the "
-                           f"student's {data.tile_pixels} px")
+    _check_paired(len(tiles), len(student_tiles), data, teacher_data, split)
     return tiles
+
+
+def _check_paired(n_teacher: int, n_student: int, data: TileDataConfig,
+                  teacher_data: TileDataConfig, split: str) -> None:
+    """Raise DatasetError unless both sizes cut the split into the same number of tiles."""
+    if n_teacher != n_student:
+        raise DatasetError(f"{data.root}: {n_teacher} {split} tiles at the teacher's "
+                           f"{teacher_data.tile_pixels} px, {n_student} at the student's "
+                           f"{data.tile_pixels} px")
 
 
 def _cache_key(cfg: DistillConfig, teacher_data: TileDataConfig) -> str:
@@ -165,27 +171,30 @@ def _cache_key(cfg: DistillConfig, teacher_data: TileDataConfig) -> str:
     return json.dumps({"teacher": digest, "data": asdict(teacher_data)}, sort_keys=True)
 
 
-def _read_cache(cfg: DistillConfig, teacher_data: TileDataConfig) -> dict[str, np.ndarray]:
-    """The teacher cache's arrays when it exists and was made by this teacher on these tiles
-    (else an empty dict)."""
+def _read_cache(cfg: DistillConfig, teacher_data: TileDataConfig,
+                names: tuple[str, ...] = ("logits", "features")) -> dict[str, np.ndarray]:
+    """Those of the teacher cache's arrays ``names`` that it holds, when it exists and was made
+    by this teacher on these tiles (else an empty dict)."""
     cache = Path(cfg.teacher_cache) if cfg.teacher_cache else None
     if cache is None or not cache.is_file():
         return {}
     with np.load(cache) as z:
         if str(z["key"]) != _cache_key(cfg, teacher_data):
             return {}
-        return {name: z[name] for name in z.files}
+        return {name: z[name] for name in names if name in z.files}
 
 
 def write_teacher_cache(cfg: DistillConfig, teacher: TileClassifier,
                         teacher_data: TileDataConfig, device: str | torch.device = "cpu",
-                        features: bool = True, log: Callable[[str], None] = print) -> Path:
+                        features: bool = True, log: Callable[[str], None] = print
+                        ) -> dict[str, np.ndarray]:
     """Compute the teacher's outputs on ``device`` and write ``cfg.teacher_cache`` (npz,
     written to a temporary file, then renamed): ``logits`` (N, K) on the unlabelled train
     tiles, ``features`` (N, D) unless ``features`` is False (a logit-only distillation does
     not read them, and they are most of the file), and ``val_logits`` (M, K) with
-    ``val_labels`` (M,) on the scored val tiles. ``key`` names the teacher and its tiles, so a
-    cache made on another machine is used only where the data is the same."""
+    ``val_labels`` (M,) on the scored val tiles; returns those arrays. ``key`` names the
+    teacher and its tiles, so a cache made on another machine is used only where the data is
+    the same."""
     if not cfg.teacher_cache:
         raise ValueError("write_teacher_cache needs DistillConfig.teacher_cache")
     t0 = time.perf_counter()
@@ -204,14 +213,14 @@ def write_teacher_cache(cfg: DistillConfig, teacher: TileClassifier,
     tmp = cache.with_name(cache.name + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(cache)
-    return cache
+    return arrays
 
 
 def cached_val_logits(cfg: DistillConfig, teacher_data: TileDataConfig, labels: np.ndarray
                       ) -> np.ndarray | None:
     """The teacher's logits (M, K) on the scored val tiles from its cache, when the cache holds
     them for exactly these tiles (same labels in the same order), else None."""
-    z = _read_cache(cfg, teacher_data)
+    z = _read_cache(cfg, teacher_data, ("val_logits", "val_labels"))
     if "val_logits" in z and np.array_equal(z.get("val_labels"), labels):
         return z["val_logits"]
     return None
@@ -229,12 +238,8 @@ def _train_targets(cfg: DistillConfig, teacher: TileClassifier, teacher_data: Ti
         feats = z.get("features", np.zeros((len(tiles), 0), dtype=np.float32))
         return tiles, z["logits"], feats
     if cfg.teacher_cache:
-        write_teacher_cache(cfg, teacher, teacher_data, log=log)
-        z = _read_cache(cfg, teacher_data)
-        if len(z["logits"]) != len(tiles):
-            raise DatasetError(f"{cfg.data.root}: {len(z['logits'])} train tiles at the "
-                               f"teacher's {teacher_data.tile_pixels} px, {len(tiles)} at the "
-                               f"student's {cfg.data.tile_pixels} px")
+        z = write_teacher_cache(cfg, teacher, teacher_data, log=log)
+        _check_paired(len(z["logits"]), len(tiles), cfg.data, teacher_data, "train")
         return tiles, z["logits"], z["features"]
     t0 = time.perf_counter()
     logits, feats = teacher_outputs(teacher, paired_tiles(tiles, cfg.data, teacher_data,

@@ -527,7 +527,9 @@ def evaluate_qat(model: QatStudent, student: Student, original: Student, teacher
     (:func:`export.distill.compare_on_val`), plus: ``simulated_int8_agreement`` (fake-quantized
     vs float predictions of the fine-tuned weights: an estimate of the INT8 gate's agreement,
     with the training-time ranges instead of the export calibration's),
-    ``simulated_int8_accuracy`` and ``agreement_with_source_student``."""
+    ``simulated_int8_accuracy`` and ``agreement_with_source_student``. The teacher sees the
+    tiles at ``teacher_data``'s size, its answers read from ``distill_cfg``'s teacher cache
+    when that holds them."""
     tiles, t_tiles, labels, frames = scored_val_pair(data, teacher_data)
     t_pred = teacher_val_logits(teacher, t_tiles, labels, batch, distill_cfg,
                                 teacher_data).argmax(1)
