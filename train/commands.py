@@ -128,7 +128,9 @@ def probe_command(
     label_fraction: float = typer.Option(0.1, min=0.0001, max=1.0),
     max_frames: int = typer.Option(None, min=1, help="Use only the first N frames of each split."),
     max_train_frames: int = typer.Option(
-        None, min=1, help="AI4Mars: N train frames spread over the split (all val frames)."),
+        None, min=1, help="AI4Mars: N train frames spread over the split."),
+    max_val_frames: int = typer.Option(
+        None, min=1, help="AI4Mars: N val frames spread over the split."),
     seed: int = typer.Option(0),
     class_balanced: bool = typer.Option(True, help="Weight the loss by inverse class frequency."),
     balance_power: float = typer.Option(
@@ -149,12 +151,12 @@ def probe_command(
     from train.probe import ProbeConfig, probe
     from train.tiles import TileDataConfig
 
-    if max_frames is not None and max_train_frames is not None:
-        raise _fail("give --max-frames or --max-train-frames, not both")
+    if max_frames is not None and (max_train_frames, max_val_frames) != (None, None):
+        raise _fail("give --max-frames, or --max-train-frames / --max-val-frames, not both")
     cfg = ProbeConfig(encoder=str(encoder), out=str(out),
                       data=TileDataConfig(root=str(data),
                                           max_train_frames=max_train_frames or max_frames,
-                                          max_val_frames=max_frames),
+                                          max_val_frames=max_val_frames or max_frames),
                       dataset=dataset, msl_root=str(msl_data),
                       label_fraction=label_fraction, seed=seed,
                       class_balanced=class_balanced, balance_power=balance_power,

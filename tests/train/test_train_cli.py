@@ -54,7 +54,7 @@ def test_probe_end_to_end(ai4mars_root, random_encoder, tmp_path, capsys):
     assert metrics["val_frames"] == 2
 
 
-def test_probe_max_train_frames_limits_the_train_split_only(ai4mars_root, random_encoder,
+def test_probe_frame_limits_apply_to_their_own_split(ai4mars_root, random_encoder,
                                                              tmp_path, capsys):
     out = tmp_path / "probe.pt"
     code = main(["train", "probe", "--encoder", str(random_encoder), "--out", str(out),
@@ -66,6 +66,13 @@ def test_probe_max_train_frames_limits_the_train_split_only(ai4mars_root, random
     assert ckpt["probe_config"]["data"]["max_val_frames"] is None
     assert ckpt["probe_config"]["device"] == "cpu"
     assert all(t.device.type == "cpu" for t in ckpt["encoder_state"].values())
+    code = main(["train", "probe", "--encoder", str(random_encoder), "--out", str(out),
+                 "--data", str(ai4mars_root), "--max-val-frames", "1",
+                 "--label-fraction", "0.5"])
+    assert code == 0, capsys.readouterr().err
+    ckpt = load_checkpoint(out, "probe")
+    assert ckpt["probe_config"]["data"]["max_train_frames"] is None
+    assert ckpt["metrics"]["val_frames"] == 1
 
 
 def test_probe_on_a_missing_gpu_or_with_both_frame_limits_exits_1(random_encoder, capsys):
@@ -75,9 +82,10 @@ def test_probe_on_a_missing_gpu_or_with_both_frame_limits_exits_1(random_encoder
         assert main(["train", "probe", "--encoder", str(random_encoder),
                      "--device", "cuda"]) == 1
         assert "CUDA is not available" in capsys.readouterr().err
-    assert main(["train", "probe", "--encoder", str(random_encoder), "--max-frames", "2",
-                 "--max-train-frames", "2"]) == 1
-    assert "not both" in capsys.readouterr().err
+    for limit in ("--max-train-frames", "--max-val-frames"):
+        assert main(["train", "probe", "--encoder", str(random_encoder), "--max-frames", "2",
+                     limit, "2"]) == 1
+        assert "not both" in capsys.readouterr().err
 
 
 def test_probe_without_scored_tiles_exits_1(random_encoder, tmp_path, capsys):
