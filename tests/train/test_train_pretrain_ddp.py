@@ -115,9 +115,10 @@ def _worker(rank: int, port: int, root: str, out: str, record_dir: str) -> None:
         traceback.print_exc()
         raise
     # Both runs are recorded (the files are closed) and both ranks passed the barrier: leave
-    # without the interpreter's teardown. Once in a CI run here, rank 0 aborted at this point
-    # ("terminate called without an active exception", no Python traceback, rank 1 clean),
-    # a C++ thread of the process group still running when the process exited.
+    # without the interpreter's teardown. Once in a CI run here, rank 0 aborted after the
+    # barrier ("terminate called without an active exception", no Python traceback, rank 1
+    # clean), most likely a C++ thread of the process group still running at exit; it was
+    # not reproduced, so where exactly it aborted is not known.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
