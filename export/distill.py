@@ -361,34 +361,34 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
     return metrics
 
 
-def scored_val_pair(data: TileDataConfig, teacher_data: TileDataConfig | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The scored val tiles at the student's size (N, C, S, S), the same tiles at the
-    teacher's size (``teacher_data``; the same array if None or equal), their labels (N,) and
-    the number of val frames."""
+def scored_val(data: TileDataConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """The scored val tiles at ``data``'s size (N, C, S, S), their labels (N,) and the number
+    of val frames; DatasetError when there are none."""
     val = load_split_tiles(data, "val").scored()
     if not len(val.labels):
         raise DatasetError(f"{data.root}: no scored val tiles to evaluate on")
-    t_tiles = val.tiles
-    if teacher_data is not None and teacher_data != data:
-        t_val = load_split_tiles(teacher_data, "val").scored()
-        if not np.array_equal(t_val.labels, val.labels):
-            raise DatasetError(f"{data.root}: the scored val tiles differ between "
-                               f"{data.tile_pixels} and {teacher_data.tile_pixels} px")
-        t_tiles = t_val.tiles
-    return val.tiles, t_tiles, val.labels, len(val.ids)
+    return val.tiles, val.labels, len(val.ids)
 
 
-def teacher_val_logits(teacher: TileClassifier, t_tiles: np.ndarray, labels: np.ndarray,
-                       batch: int, cfg: DistillConfig | None,
-                       teacher_data: TileDataConfig | None) -> np.ndarray:
-    """The teacher's logits (M, K) on the scored val tiles at its size: from its cache
-    (``cfg.teacher_cache``) when that holds them, else computed here."""
+def teacher_val_logits(teacher: TileClassifier, tiles: np.ndarray, labels: np.ndarray,
+                       data: TileDataConfig, batch: int = 2048,
+                       teacher_data: TileDataConfig | None = None,
+                       cfg: DistillConfig | None = None) -> np.ndarray:
+    """The teacher's logits (M, K) on the scored val tiles (``tiles``, ``labels``: the
+    student's, made with ``data``): from its cache (``cfg.teacher_cache``) when that holds
+    them, else computed here on the same tiles made at its own size (``teacher_data``), which
+    are loaded only then."""
     if cfg is not None and teacher_data is not None:
         cached = cached_val_logits(cfg, teacher_data, labels)
         if cached is not None:
             return cached
-    return teacher_outputs(teacher, t_tiles, batch)[0]
+    if teacher_data is not None and teacher_data != data:
+        t_tiles, t_labels, _ = scored_val(teacher_data)
+        if not np.array_equal(t_labels, labels):
+            raise DatasetError(f"{data.root}: the scored val tiles differ between "
+                               f"{data.tile_pixels} and {teacher_data.tile_pixels} px")
+        tiles = t_tiles
+    return teacher_outputs(teacher, tiles, batch)[0]
 
 
 def evaluate_student(student: Student, teacher: TileClassifier, data: TileDataConfig,
@@ -398,8 +398,8 @@ def evaluate_student(student: Student, teacher: TileClassifier, data: TileDataCo
     """Student vs teacher on the scored val tiles (see :func:`compare_on_val`); the teacher
     sees them at ``teacher_data``'s size where given, its answers read from ``cfg``'s teacher
     cache when that holds them."""
-    tiles, t_tiles, labels, frames = scored_val_pair(data, teacher_data)
-    t_logits = teacher_val_logits(teacher, t_tiles, labels, batch, cfg, teacher_data)
+    tiles, labels, frames = scored_val(data)
+    t_logits = teacher_val_logits(teacher, tiles, labels, data, batch, teacher_data, cfg)
     s_logits = student_logits(student, tiles, batch)
     return compare_on_val(t_logits.argmax(1), s_logits.argmax(1), labels, classes) | {
         "split": "validation (clock-ordered, latest 20% of frames), scored tiles",

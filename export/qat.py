@@ -78,7 +78,7 @@ from export.distill import (
     distill_loss,
     load_teacher,
     resample_views,
-    scored_val_pair,
+    scored_val,
     student_from_checkpoint,
     teacher_val_logits,
     teacher_view,
@@ -530,9 +530,9 @@ def evaluate_qat(model: QatStudent, student: Student, original: Student, teacher
     ``simulated_int8_accuracy`` and ``agreement_with_source_student``. The teacher sees the
     tiles at ``teacher_data``'s size, its answers read from ``distill_cfg``'s teacher cache
     when that holds them."""
-    tiles, t_tiles, labels, frames = scored_val_pair(data, teacher_data)
-    t_pred = teacher_val_logits(teacher, t_tiles, labels, batch, distill_cfg,
-                                teacher_data).argmax(1)
+    tiles, labels, frames = scored_val(data)
+    t_pred = teacher_val_logits(teacher, tiles, labels, data, batch, teacher_data,
+                                distill_cfg).argmax(1)
     s_pred = _logits(student, tiles, batch).argmax(1)
     o_pred = _logits(original, tiles, batch).argmax(1)
     model.set_mode("quant")

@@ -158,6 +158,12 @@ def test_a_teacher_teaches_a_student_of_smaller_tiles_on_the_same_tiles(trained,
         s_pred = student_from_checkpoint(ckpt)(torch.from_numpy(val16.tiles)).argmax(1).numpy()
     assert m["agreement"] == pytest.approx(float((t_pred == s_pred).mean()))
     assert m["teacher"]["accuracy"] == pytest.approx(float((t_pred == val32.labels).mean()))
+    # without a cache, the teacher runs on the val tiles made at its own size
+    from export.distill import teacher_val_logits, teacher_view
+
+    logits = teacher_val_logits(teacher, val16.tiles, val16.labels, data,
+                                teacher_data=teacher_view(data, tckpt))
+    np.testing.assert_allclose(logits, teacher_outputs(teacher, val32.tiles)[0], atol=1e-5)
 
 
 def test_a_teacher_on_another_tile_grid_is_refused(trained, ai4mars_dir):
