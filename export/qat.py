@@ -58,12 +58,11 @@ fine-tuned ones: ``edge export onnx`` and ``edge export quantize`` take it uncha
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -366,21 +365,19 @@ def _logits(model: nn.Module, tiles: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _data_config(cfg: QatConfig, ckpt: dict[str, Any]) -> TileDataConfig:
+    """The data config QAT reads: ``cfg.data``, else the one the student was distilled with,
+    with ``cfg``'s folder and frame limits replacing theirs where given."""
     if cfg.data is not None:
-        data = copy.deepcopy(cfg.data)
+        data = cfg.data
     else:
         try:
             data = TileDataConfig(**ckpt["distill_config"]["data"])
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"{cfg.student}: no usable data config recorded ({exc}); "
                                   "give one") from exc
-    if cfg.data_root is not None:
-        data.root = cfg.data_root
-    if cfg.max_train_frames is not None:
-        data.max_train_frames = cfg.max_train_frames
-    if cfg.max_val_frames is not None:
-        data.max_val_frames = cfg.max_val_frames
-    return data
+    changes = {"root": cfg.data_root, "max_train_frames": cfg.max_train_frames,
+               "max_val_frames": cfg.max_val_frames}
+    return replace(data, **{k: v for k, v in changes.items() if v is not None})
 
 
 def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:

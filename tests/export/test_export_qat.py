@@ -20,7 +20,7 @@ from export.qat import (
 from export.student import Student, StudentConfig, conv_bn_sites, fold_batchnorm
 from export.student_export import export_student_bundle
 from toolkit_cli.main import main
-from train.checkpoint import load_checkpoint
+from train.checkpoint import CheckpointError, load_checkpoint
 
 
 def _student_with_random_bn(seed: int = 0) -> Student:
@@ -365,3 +365,15 @@ def test_qat_reads_the_teachers_answers_from_a_logit_only_cache(student, trained
     with np.load(cache) as z:
         t_acc = float((z["val_logits"].argmax(1) == z["val_labels"]).mean())
     assert metrics["teacher"]["accuracy"] == pytest.approx(t_acc)
+
+
+def test_data_overrides_replace_the_recorded_config():
+    # TileDataConfig is frozen: the overrides make a new config instead of assigning fields
+    from export.qat import _data_config
+
+    ckpt = {"distill_config": {"data": {"root": "/recorded", "max_train_frames": 300}}}
+    data = _data_config(QatConfig(data_root="/elsewhere", max_val_frames=7), ckpt)
+    assert (data.root, data.max_train_frames, data.max_val_frames) == ("/elsewhere", 300, 7)
+    assert _data_config(QatConfig(), ckpt).root == "/recorded"
+    with pytest.raises(CheckpointError, match="no usable data config"):
+        _data_config(QatConfig(student="s.pt"), {})
