@@ -374,6 +374,90 @@ def qat_command(
     typer.echo(f"student {out}: {summary(metrics)}")
 
 
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise _fail(f"{what} must be comma-separated numbers, got '{text}'") from None
+    if not values:
+        raise _fail(f"{what} is empty")
+    return values
+
+
+@app.command("operating-point")
+def operating_point_command(
+    student: Path = typer.Option(..., help="Student checkpoint (distilled or QAT)."),
+    out: Path = typer.Option(..., help="Shifted student checkpoint to write (its sweep goes "
+                                       "beside it as OUT.sweep.json)."),
+    bundle: Path = typer.Option(None, help="Also export it as an fp32 bundle here."),
+    class_name: str = typer.Option("big rock", "--class", help="The class whose logit moves."),
+    offsets: str = typer.Option(",".join(f"{b:g}" for b in (0.25 * i for i in range(17))),
+                                help="Comma-separated logit offsets to sweep."),
+    offset: float = typer.Option(None, help="Use this offset (the sweep is still written); "
+                                            "default: chosen from the sweep by --criterion."),
+    criterion: str = typer.Option("mean_recall", help="How the sweep chooses: mean_recall "
+                                                      "or accuracy (on validation tiles)."),
+    tolerance: float = typer.Option(0.002, min=0.0, help="Offsets whose criterion is within "
+                                    "this of the best count as equal; the one nearest zero "
+                                    "is chosen."),
+    data: Path = typer.Option(None, help="AI4Mars folder (default: the student's own)."),
+    max_val_frames: int = typer.Option(None, min=1, help="Val frames the sweep scores, spread "
+                                                         "over the split (default: all)."),
+    teacher_cache: Path = typer.Option(None, help="Teacher cache holding its val answers "
+                                                  "(default: the one the student recorded)."),
+    threads: int = typer.Option(2, min=1),
+) -> None:
+    """Move the student's operating point for one class: sweep an offset added to that class's
+    logit on the validation tiles, report accuracy and per-class recall for each, and write
+    the student with the chosen offset in its head's bias (a float parameter in every
+    -headfp INT8 variant, so QAT's int8 weight grid is kept).
+
+    Example: edge export operating-point --student runs/qat/student-qat.pt
+    --out runs/qat/student-qat-op.pt --bundle runs/bundles/student-qat-op-fp32 --class "big rock"
+    """
+    _require_train_extra()
+    from export.onnx_export import ExportError
+    from export.operating_point import CRITERIA, OperatingPointConfig, operating_point
+    from export.student_export import export_student_bundle
+    from train.checkpoint import CheckpointError
+    from train.datasets.errors import DatasetError
+
+    if criterion not in CRITERIA:
+        raise _fail(f"--criterion must be one of {', '.join(CRITERIA)}, got '{criterion}'")
+    if not student.is_file():
+        raise _fail(f"{student}: no such checkpoint")
+    cfg = OperatingPointConfig(student=str(student), out=str(out), class_name=class_name,
+                               offsets=_floats(offsets, "--offsets"), offset=offset,
+                               criterion=criterion, tolerance=tolerance,
+                               data_root=str(data) if data else None,
+                               max_val_frames=max_val_frames,
+                               teacher_cache=str(teacher_cache) if teacher_cache else None,
+                               threads=threads)
+    try:
+        record = operating_point(cfg, log=lambda m: typer.echo(m, err=True))
+        if bundle is not None:
+            made = export_student_bundle(out, bundle, TileDataConfig(root=str(data)) if data
+                                         else _distilled_data_root(out))
+            typer.echo(f"bundle {made.path}: sha256 {made.manifest.sha256[:16]}...")
+    except (CheckpointError, DatasetError, ExportError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{'offset':>7} {'accuracy':>8} {'mean recall':>11} {class_name + ' recall':>16}")
+    for row in record["sweep"]:
+        mark = "  <-" if row["offset"] == record["offset"] else ""
+        typer.echo(f"{row['offset']:>7g} {row['accuracy']:>8.4f} {row['mean_recall']:>11.4f} "
+                   f"{row['per_class_recall'].get(class_name, float('nan')):>16.3f}{mark}")
+    typer.echo(f"student {out}: '{class_name}' logit +{record['offset']:g} ({record['chosen_by']}"
+               f", {record['tiles']} validation tiles)")
+
+
+def _distilled_data_root(checkpoint: Path) -> TileDataConfig:
+    """The data folder a student checkpoint was distilled on (for the ONNX check)."""
+    from train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint, "student")
+    return TileDataConfig(root=ckpt["distill_config"]["data"]["root"])
+
+
 def _student_data(checkpoint: Path) -> TileDataConfig:
     """The data folder a QAT student checkpoint was fine-tuned on (for the ONNX check)."""
     from train.checkpoint import load_checkpoint
