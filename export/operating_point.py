@@ -180,10 +180,12 @@ def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = prin
     shifted = shift_head_bias(student, k, offset)
     metrics = _recomputed_metrics(ckpt, shifted, data, classes, cfg)
     record = {"class": cfg.class_name, "class_index": k, "offset": offset,
-              "chosen_by": chosen_by, "criterion": cfg.criterion,
+              "chosen_by": chosen_by, "criterion": cfg.criterion, "tolerance": cfg.tolerance,
               "split": "validation (clock-ordered, latest 20% of frames), scored tiles",
               "val_frames": frames, "tiles": int(len(labels)),
-              "source_student": str(cfg.student), "sweep": rows}
+              "source_student": str(cfg.student),
+              # a student shifted before keeps that shift too (this sweep is relative to it)
+              "previous": _without_sweep(ckpt.get("operating_point")), "sweep": rows}
     out = Path(cfg.out)
     save_atomic({**ckpt, "state_dict": shifted.state_dict(), "metrics": metrics,
                  "operating_point": record, "operating_point_config": asdict(cfg),
@@ -194,6 +196,17 @@ def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = prin
     tmp.replace(sweep_path)
     log(f"wrote {out} and {sweep_path} in {time.perf_counter() - t0:.0f} s")
     return record
+
+
+def _without_sweep(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An operating-point record without its sweep table (what a manifest carries)."""
+    return None if record is None else {k: v for k, v in record.items() if k != "sweep"}
+
+
+def manifest_record(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint's operating-point record for a bundle manifest (no sweep table), or
+    None for a student whose head was never shifted."""
+    return _without_sweep(ckpt.get("operating_point"))
 
 
 def _recorded_cache(ckpt: dict[str, Any]) -> str | None:

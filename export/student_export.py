@@ -20,6 +20,7 @@ from export.onnx_export import (
     run_provenance,
     to_onnx_bytes,
 )
+from export.operating_point import manifest_record
 from export.student import count_onnx_graph
 from train.checkpoint import CheckpointError, load_checkpoint
 from train.datasets.digest import checkpoint_data_digests
@@ -94,7 +95,7 @@ def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
                 "counted": "from the ONNX graph: Conv/Gemm MACs at batch 1, FLOPs = 2 x MACs"},
             "onnx": {"opset": opset, "max_abs_diff_vs_torch": diff,
                      "checked_tiles": int(len(tiles))},
-        }),
+        } | ({"operating_point": op} if (op := manifest_record(ckpt)) else {})),
         metrics=_strict_json({
             "accuracy": m["student"]["accuracy"], "mean_recall": m["student"]["mean_recall"],
             "per_class_recall": m["student"]["per_class_recall"],

@@ -118,6 +118,17 @@ def test_command_with_a_given_offset_exports_a_bundle(student, tmp_path, capsys)
     made = load_bundle(bundle)
     assert made.manifest.precision == "fp32"
     assert made.manifest.provenance["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
+    op = made.manifest.provenance["operating_point"]
+    assert (op["class"], op["offset"], op["previous"]) == ("big rock", 0.75, None)
+    assert "sweep" not in op
+    # shifting the shifted student again keeps the first shift on record
+    again = tmp_path / "op2.pt"
+    assert main(["export", "operating-point", "--student", str(out), "--out", str(again),
+                 "--class", "sand", "--offset", "-0.5", "--offsets", "0", "--threads", "1"]) == 0
+    rec2 = load_checkpoint(again, "student")["operating_point"]
+    assert rec2["previous"]["offset"] == 0.75 and rec2["previous"]["class"] == "big rock"
+    # a student never shifted carries no record into its manifest
+    assert "operating_point" not in load_bundle(student["bundle"]).manifest.provenance
 
 
 def test_bad_class_or_offsets_exit_1_and_write_nothing(student, trained, tmp_path, capsys):
