@@ -168,11 +168,17 @@ def tensorrt_command(
         runner.close()
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
+def _numbers(text: str, what: str, cast: type, kind: str) -> tuple:
+    """The comma-separated values of ``text`` as ``cast``; exit 1 naming ``what`` on a bad
+    one."""
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(cast(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise _fail(f"{what} must be comma-separated integers, got '{text}'") from None
+        raise _fail(f"{what} must be comma-separated {kind}, got '{text}'") from None
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    values = _numbers(text, what, int, "integers")
     if not values or min(values) < 1:
         raise _fail(f"{what} must be positive integers, got '{text}'")
     return values
@@ -375,10 +381,7 @@ def qat_command(
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise _fail(f"{what} must be comma-separated numbers, got '{text}'") from None
+    values = _numbers(text, what, float, "numbers")
     if not values:
         raise _fail(f"{what} is empty")
     return values
@@ -391,8 +394,8 @@ def operating_point_command(
                                        "beside it as OUT.sweep.json)."),
     bundle: Path = typer.Option(None, help="Also export it as an fp32 bundle here."),
     class_name: str = typer.Option("big rock", "--class", help="The class whose logit moves."),
-    offsets: str = typer.Option(",".join(f"{b:g}" for b in (0.25 * i for i in range(17))),
-                                help="Comma-separated logit offsets to sweep."),
+    offsets: str = typer.Option(None, help="Comma-separated logit offsets to sweep "
+                                           "(default: 0, 0.25, ..., 4)."),
     offset: float = typer.Option(None, help="Use this offset (the sweep is still written); "
                                             "default: chosen from the sweep by --criterion."),
     criterion: str = typer.Option("mean_recall", help="How the sweep chooses: mean_recall "
@@ -426,8 +429,9 @@ def operating_point_command(
         raise _fail(f"--criterion must be one of {', '.join(CRITERIA)}, got '{criterion}'")
     if not student.is_file():
         raise _fail(f"{student}: no such checkpoint")
+    sweep = {} if offsets is None else {"offsets": _floats(offsets, "--offsets")}
     cfg = OperatingPointConfig(student=str(student), out=str(out), class_name=class_name,
-                               offsets=_floats(offsets, "--offsets"), offset=offset,
+                               **sweep, offset=offset,
                                criterion=criterion, tolerance=tolerance,
                                data_root=str(data) if data else None,
                                max_val_frames=max_val_frames,
@@ -452,10 +456,11 @@ def operating_point_command(
 
 def _distilled_data_root(checkpoint: Path) -> TileDataConfig:
     """The data folder a student checkpoint was distilled on (for the ONNX check)."""
+    from export.distill import recorded_data
     from train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint, "student")
-    return TileDataConfig(root=ckpt["distill_config"]["data"]["root"])
+    return TileDataConfig(root=recorded_data(ckpt, str(checkpoint)).root)
 
 
 def _student_data(checkpoint: Path) -> TileDataConfig:

@@ -406,6 +406,15 @@ def evaluate_student(student: Student, teacher: TileClassifier, data: TileDataCo
         "val_frames": frames}
 
 
+def recorded_data(ckpt: dict[str, Any], where: str = "checkpoint") -> TileDataConfig:
+    """The data config a 'student' checkpoint was distilled with; CheckpointError naming
+    ``where`` when none usable is recorded."""
+    try:
+        return TileDataConfig(**ckpt["distill_config"]["data"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{where}: no usable data config recorded ({exc})") from exc
+
+
 def student_from_checkpoint(ckpt: dict[str, Any], where: str = "checkpoint") -> Student:
     """Rebuild the student (eval mode) from a 'student' checkpoint dict; a state dict that does
     not fit the recorded architecture raises CheckpointError naming ``where``."""

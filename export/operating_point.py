@@ -33,6 +33,7 @@ from export.distill import (
     DistillConfig,
     compare_on_val,
     load_teacher,
+    recorded_data,
     scored_val,
     student_from_checkpoint,
     student_logits,
@@ -140,13 +141,6 @@ def _class_index(classes: list[str], name: str, where: str) -> int:
     return classes.index(name)
 
 
-def _distilled_data(ckpt: dict[str, Any], where: str) -> TileDataConfig:
-    try:
-        return TileDataConfig(**ckpt["distill_config"]["data"])
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{where}: no usable data config recorded ({exc})") from exc
-
-
 def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = print
                     ) -> dict[str, Any]:
     """Sweep, choose (or take) the offset, write ``cfg.out`` (a 'student' checkpoint with the
@@ -159,14 +153,13 @@ def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = prin
     student = student_from_checkpoint(ckpt, cfg.student)
     classes = list(ckpt.get("classes", []))
     k = _class_index(classes, cfg.class_name, cfg.student)
-    data = _distilled_data(ckpt, cfg.student)
+    data = recorded_data(ckpt, cfg.student)
     if cfg.data_root is not None:
         data = replace(data, root=cfg.data_root)
     sweep_data = replace(data, max_val_frames=cfg.max_val_frames)
 
     tiles, labels, frames = scored_val(sweep_data)
     logits = student_logits(student, tiles, cfg.batch)
-    del tiles
     rows = offset_sweep(logits, labels, k, cfg.offsets, classes)
     chosen_by = ("given" if cfg.offset is not None else
                  f"nearest zero within {cfg.tolerance:g} of the sweep's highest {cfg.criterion}")
@@ -178,7 +171,11 @@ def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = prin
         f"{offset:g} ({chosen_by})")
 
     shifted = shift_head_bias(student, k, offset)
-    metrics = _recomputed_metrics(ckpt, shifted, data, classes, cfg)
+    # the metrics' tiles are the sweep's when the student was distilled on the same val frames
+    same = sweep_data == data
+    metrics = _recomputed_metrics(ckpt, shifted, data, classes, cfg,
+                                  (tiles, labels, frames) if same else None)
+    del tiles
     record = {"class": cfg.class_name, "class_index": k, "offset": offset,
               "chosen_by": chosen_by, "criterion": cfg.criterion, "tolerance": cfg.tolerance,
               "split": "validation (clock-ordered, latest 20% of frames), scored tiles",
@@ -220,10 +217,13 @@ def _recorded_cache(ckpt: dict[str, Any]) -> str | None:
 
 
 def _recomputed_metrics(ckpt: dict[str, Any], shifted: Student, data: TileDataConfig,
-                        classes: list[str], cfg: OperatingPointConfig) -> dict[str, Any]:
+                        classes: list[str], cfg: OperatingPointConfig,
+                        val: tuple[np.ndarray, np.ndarray, int] | None = None
+                        ) -> dict[str, Any]:
     """Student vs its teacher (see :func:`export.distill.compare_on_val`) on the val tiles the
-    student was distilled with, for the shifted student; the teacher's rule is not shifted.
-    The unshifted student's accuracy and mean recall stay as ``before_operating_point``."""
+    student was distilled with (``val``: those tiles, labels and frame count where already
+    loaded), for the shifted student; the teacher's rule is not shifted. The unshifted
+    student's accuracy and mean recall stay as ``before_operating_point``."""
     teacher_path = ckpt.get("teacher_checkpoint")
     if not teacher_path or not Path(teacher_path).is_file():
         raise CheckpointError(f"{cfg.student}: its teacher {teacher_path} is not there; the "
@@ -232,7 +232,7 @@ def _recomputed_metrics(ckpt: dict[str, Any], shifted: Student, data: TileDataCo
     teacher_data = teacher_view(data, tckpt, str(teacher_path))
     dcfg = DistillConfig(teacher=str(teacher_path), data=data,
                          teacher_cache=cfg.teacher_cache or _recorded_cache(ckpt))
-    tiles, labels, frames = scored_val(data)
+    tiles, labels, frames = val if val is not None else scored_val(data)
     s_pred = student_logits(shifted, tiles, cfg.batch).argmax(1)
     t_pred = teacher_val_logits(teacher, tiles, labels, data, cfg.batch, teacher_data,
                                 dcfg).argmax(1)

@@ -76,6 +76,7 @@ from export.distill import (
     compare_on_val,
     distill_loss,
     load_teacher,
+    recorded_data,
     resample_views,
     scored_val,
     student_from_checkpoint,
@@ -367,14 +368,7 @@ def _logits(model: nn.Module, tiles: np.ndarray, batch: int) -> np.ndarray:
 def _data_config(cfg: QatConfig, ckpt: dict[str, Any]) -> TileDataConfig:
     """The data config QAT reads: ``cfg.data``, else the one the student was distilled with,
     with ``cfg``'s folder and frame limits replacing theirs where given."""
-    if cfg.data is not None:
-        data = cfg.data
-    else:
-        try:
-            data = TileDataConfig(**ckpt["distill_config"]["data"])
-        except (KeyError, TypeError) as exc:
-            raise CheckpointError(f"{cfg.student}: no usable data config recorded ({exc}); "
-                                  "give one") from exc
+    data = cfg.data if cfg.data is not None else recorded_data(ckpt, cfg.student)
     changes = {"root": cfg.data_root, "max_train_frames": cfg.max_train_frames,
                "max_val_frames": cfg.max_val_frames}
     return replace(data, **{k: v for k, v in changes.items() if v is not None})
