@@ -183,7 +183,7 @@ def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = prin
               "val_frames": frames, "tiles": int(len(labels)),
               "source_student": str(cfg.student),
               # a student shifted before keeps that shift too (this sweep is relative to it)
-              "previous": _without_sweep(ckpt.get("operating_point")), "sweep": rows}
+              "previous": manifest_record(ckpt), "sweep": rows}
     out = Path(cfg.out)
     save_atomic({**ckpt, "state_dict": shifted.state_dict(), "metrics": metrics,
                  "operating_point": record, "operating_point_config": asdict(cfg),
@@ -196,15 +196,11 @@ def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = prin
     return record
 
 
-def _without_sweep(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    """An operating-point record without its sweep table (what a manifest carries)."""
-    return None if record is None else {k: v for k, v in record.items() if k != "sweep"}
-
-
 def manifest_record(ckpt: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint's operating-point record for a bundle manifest (no sweep table), or
-    None for a student whose head was never shifted."""
-    return _without_sweep(ckpt.get("operating_point"))
+    """The checkpoint's operating-point record without its sweep table (what a manifest, or
+    a later shift's ``previous``, carries), or None for a student never shifted."""
+    record = ckpt.get("operating_point")
+    return None if record is None else {k: v for k, v in record.items() if k != "sweep"}
 
 
 def _recorded_cache(ckpt: dict[str, Any]) -> str | None:
