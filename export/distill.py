@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge.atomic_file import atomic_open
 from export.onnx_export import classifier_from_probe
 from export.student import Student, StudentConfig
 from train.checkpoint import CheckpointError, git_revision, load_checkpoint, save_atomic
@@ -210,9 +211,8 @@ def write_teacher_cache(cfg: DistillConfig, teacher: TileClassifier,
         arrays["features"] = feats
     cache = Path(cfg.teacher_cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(cache)
+    with atomic_open(cache, "wb") as fh:
+        np.savez(fh, **arrays)
     return arrays
 
 

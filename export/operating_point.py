@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge.atomic_file import write_bytes_atomic
 from export.distill import (
     DistillConfig,
     compare_on_val,
@@ -189,9 +190,7 @@ def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = prin
                  "operating_point": record, "operating_point_config": asdict(cfg),
                  "git_revision": git_revision()}, out)
     sweep_path = out.with_name(out.name + ".sweep.json")
-    tmp = sweep_path.with_name(sweep_path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(sweep_path)
+    write_bytes_atomic(sweep_path, json.dumps(record, indent=1).encode())
     log(f"wrote {out} and {sweep_path} in {time.perf_counter() - t0:.0f} s")
     return record
 
