@@ -199,6 +199,8 @@ def distill_command(
     temperature: float = typer.Option(2.0, min=0.1, help="Softmax temperature of the KL term."),
     feature_weight: float = typer.Option(0.0, min=0.0,
                                          help="Weight of the feature cosine term (0: logits)."),
+    hard_weight: float = typer.Option(
+        0.0, min=0.0, help="Weight of a cross-entropy term on the teacher's decision (argmax)."),
     epochs: int = typer.Option(10, min=1),
     max_minutes: float = typer.Option(None, help="Training time budget (minutes)."),
     batch_size: int = typer.Option(256, min=1),
@@ -230,7 +232,8 @@ def distill_command(
                               max_train_frames=max_train_frames, max_val_frames=max_val_frames)
     cfg = DistillConfig(teacher=str(teacher), out=str(out), data=data_cfg,
                         widths=_ints(widths, "--widths"), blocks=_ints(blocks, "--blocks"),
-                        temperature=temperature, feature_weight=feature_weight, epochs=epochs,
+                        temperature=temperature, feature_weight=feature_weight,
+                        hard_weight=hard_weight, epochs=epochs,
                         max_minutes=max_minutes, batch_size=batch_size, lr=lr, threads=threads,
                         seed=seed, teacher_cache=str(teacher_cache) if teacher_cache else None,
                         resample_prob=resample_prob)
@@ -264,7 +267,8 @@ def teacher_cache_command(
     device: str = typer.Option("auto", help="cpu, cuda or auto (the GPU when there is one)."),
     features: bool = typer.Option(True, help="Also store the teacher's features (needed only "
                                              "by --feature-weight; most of the file)."),
-    batch_size: int = typer.Option(2048, min=1),
+    batch_size: int = typer.Option(None, min=1, help="Tiles per teacher forward (default: "
+                                                     "64 on a CPU, 2048 on a GPU)."),
 ) -> None:
     """The teacher's logits on the unlabelled train tiles and the scored val tiles, for
     distill and qat to read instead of running the teacher: made on a GPU for a teacher too
@@ -285,10 +289,9 @@ def teacher_cache_command(
         model, tckpt = load_teacher(teacher)
         data_cfg = TileDataConfig(root=str(data), max_train_frames=max_train_frames,
                                   max_val_frames=max_val_frames)
-        cfg = DistillConfig(teacher=str(teacher), data=data_cfg, teacher_cache=str(out),
-                            eval_batch=batch_size)
+        cfg = DistillConfig(teacher=str(teacher), data=data_cfg, teacher_cache=str(out))
         write_teacher_cache(cfg, model, teacher_view(data_cfg, tckpt, str(teacher)), dev,
-                            features, log=lambda m: typer.echo(m, err=True))
+                            features, log=lambda m: typer.echo(m, err=True), batch=batch_size)
     except (ValueError, CheckpointError, DatasetError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"teacher cache {out} ({out.stat().st_size / 2**20:.1f} MiB)")

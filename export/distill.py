@@ -53,6 +53,9 @@ class DistillConfig:
     blocks: tuple[int, ...] = (1, 1, 1)
     temperature: float = 2.0
     feature_weight: float = 0.0
+    # Weight of a cross-entropy term on the teacher's decision (its argmax): sharpens the
+    # student's class boundaries where the soft KL term copies the teacher's soft ones.
+    hard_weight: float = 0.0
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -86,14 +89,18 @@ def resample_views(x: torch.Tensor, prob: float, generator: torch.Generator) -> 
 
 def distill_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, temperature: float,
                  s_feat: torch.Tensor | None = None, t_feat: torch.Tensor | None = None,
-                 feature_weight: float = 0.0) -> torch.Tensor:
+                 feature_weight: float = 0.0, hard_weight: float = 0.0) -> torch.Tensor:
     """T^2 KL(p_t || p_s) on logits (B, K), plus ``feature_weight`` * mean cosine distance of
-    projected student features (B, D) to teacher features (B, D) when given."""
+    projected student features (B, D) to teacher features (B, D) when given, plus
+    ``hard_weight`` * cross-entropy of the student's logits (at T = 1) against the teacher's
+    argmax."""
     t = temperature
     loss = F.kl_div(F.log_softmax(s_logits / t, 1), F.log_softmax(t_logits / t, 1),
                     reduction="batchmean", log_target=True) * t * t
     if feature_weight and s_feat is not None and t_feat is not None:
         loss = loss + feature_weight * (1 - F.cosine_similarity(s_feat, t_feat, dim=1)).mean()
+    if hard_weight:
+        loss = loss + hard_weight * F.cross_entropy(s_logits, t_logits.argmax(1))
     return loss
 
 
@@ -106,12 +113,27 @@ def load_teacher(path: str | Path) -> tuple[TileClassifier, dict[str, Any]]:
         raise CheckpointError(f"{path}: not a usable probe checkpoint ({exc})") from exc
 
 
+#: Tiles per teacher forward on a CPU and on a GPU. Measured on this workplace's 2 cores with
+#: the ResNet-18 teacher on 64-px tiles (docs/export.md, "The teacher's batch on a CPU"): 29
+#: tiles/s at 1,536 tiles per batch, 34 at 32; a large batch's activations (several GB) are
+#: mapped and faulted in afresh at every batch, and set the teacher cache's peak memory.
+CPU_TEACHER_BATCH = 64
+GPU_TEACHER_BATCH = 2048
+
+
+def teacher_batch(device: str | torch.device) -> int:
+    """The default tiles per teacher forward on ``device``."""
+    return GPU_TEACHER_BATCH if torch.device(device).type == "cuda" else CPU_TEACHER_BATCH
+
+
 @torch.no_grad()
-def teacher_outputs(teacher: TileClassifier, tiles: np.ndarray, batch: int = 2048,
+def teacher_outputs(teacher: TileClassifier, tiles: np.ndarray, batch: int | None = None,
                     device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Tiles float32 (N, C, S, S) -> teacher logits (N, K) and features (N, D), float32,
     computed in float32 on ``device`` (a GPU for a large teacher: a ResNet-18 on 64-px tiles
-    is 4.4 GFLOPs per tile, about 23 tiles/s on this workplace's 2 CPU cores)."""
+    is 4.4 GFLOPs per tile, about 30 tiles/s on this workplace's 2 CPU cores), ``batch``
+    tiles at a time (None: :func:`teacher_batch`)."""
+    batch = batch or teacher_batch(device)
     teacher = teacher.eval().to(device, memory_format=CL)
     logits, feats = [], []
     for i in range(0, len(tiles), batch):
@@ -187,22 +209,22 @@ def _read_cache(cfg: DistillConfig, teacher_data: TileDataConfig,
 
 def write_teacher_cache(cfg: DistillConfig, teacher: TileClassifier,
                         teacher_data: TileDataConfig, device: str | torch.device = "cpu",
-                        features: bool = True, log: Callable[[str], None] = print
-                        ) -> dict[str, np.ndarray]:
+                        features: bool = True, log: Callable[[str], None] = print,
+                        batch: int | None = None) -> dict[str, np.ndarray]:
     """Compute the teacher's outputs on ``device`` and write ``cfg.teacher_cache`` (npz,
     written to a temporary file, then renamed): ``logits`` (N, K) on the unlabelled train
     tiles, ``features`` (N, D) unless ``features`` is False (a logit-only distillation does
     not read them, and they are most of the file), and ``val_logits`` (M, K) with
     ``val_labels`` (M,) on the scored val tiles; returns those arrays. ``key`` names the
     teacher and its tiles, so a cache made on another machine is used only where the data is
-    the same."""
+    the same. ``batch``: tiles per teacher forward (None: :func:`teacher_batch`)."""
     if not cfg.teacher_cache:
         raise ValueError("write_teacher_cache needs DistillConfig.teacher_cache")
     t0 = time.perf_counter()
     train = load_split_tiles(teacher_data, "train", with_labels=False).tiles
-    logits, feats = teacher_outputs(teacher, train, cfg.eval_batch, device)
+    logits, feats = teacher_outputs(teacher, train, batch, device)
     val = load_split_tiles(teacher_data, "val").scored()
-    val_logits = teacher_outputs(teacher, val.tiles, cfg.eval_batch, device)[0]
+    val_logits = teacher_outputs(teacher, val.tiles, batch, device)[0]
     log(f"teacher outputs on {len(train)} train and {len(val.tiles)} scored val tiles in "
         f"{time.perf_counter() - t0:.0f} s")
     arrays = {"key": np.array(_cache_key(cfg, teacher_data)), "logits": logits,
@@ -318,7 +340,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
             logits = student.head(feats)
             loss = distill_loss(logits, tl[idx], cfg.temperature,
                                 projector(feats) if cfg.feature_weight else None, tf[idx],
-                                cfg.feature_weight)
+                                cfg.feature_weight, cfg.hard_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -371,8 +393,7 @@ def scored_val(data: TileDataConfig) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def teacher_val_logits(teacher: TileClassifier, tiles: np.ndarray, labels: np.ndarray,
-                       data: TileDataConfig, batch: int = 2048,
-                       teacher_data: TileDataConfig | None = None,
+                       data: TileDataConfig, teacher_data: TileDataConfig | None = None,
                        cfg: DistillConfig | None = None) -> np.ndarray:
     """The teacher's logits (M, K) on the scored val tiles (``tiles``, ``labels``: the
     student's, made with ``data``): from its cache (``cfg.teacher_cache``) when that holds
@@ -388,7 +409,7 @@ def teacher_val_logits(teacher: TileClassifier, tiles: np.ndarray, labels: np.nd
             raise DatasetError(f"{data.root}: the scored val tiles differ between "
                                f"{data.tile_pixels} and {teacher_data.tile_pixels} px")
         tiles = t_tiles
-    return teacher_outputs(teacher, tiles, batch)[0]
+    return teacher_outputs(teacher, tiles)[0]
 
 
 def evaluate_student(student: Student, teacher: TileClassifier, data: TileDataConfig,
@@ -399,7 +420,7 @@ def evaluate_student(student: Student, teacher: TileClassifier, data: TileDataCo
     sees them at ``teacher_data``'s size where given, its answers read from ``cfg``'s teacher
     cache when that holds them."""
     tiles, labels, frames = scored_val(data)
-    t_logits = teacher_val_logits(teacher, tiles, labels, data, batch, teacher_data, cfg)
+    t_logits = teacher_val_logits(teacher, tiles, labels, data, teacher_data, cfg)
     s_logits = student_logits(student, tiles, batch)
     return compare_on_val(t_logits.argmax(1), s_logits.argmax(1), labels, classes) | {
         "split": "validation (clock-ordered, latest 20% of frames), scored tiles",

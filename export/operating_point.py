@@ -230,7 +230,7 @@ def _recomputed_metrics(ckpt: dict[str, Any], shifted: Student, data: TileDataCo
                          teacher_cache=cfg.teacher_cache or _recorded_cache(ckpt))
     tiles, labels, frames = val if val is not None else scored_val(data)
     s_pred = student_logits(shifted, tiles, cfg.batch).argmax(1)
-    t_pred = teacher_val_logits(teacher, tiles, labels, data, cfg.batch, teacher_data,
+    t_pred = teacher_val_logits(teacher, tiles, labels, data, teacher_data,
                                 dcfg).argmax(1)
     before = (ckpt.get("metrics") or {}).get("student") or {}
     return compare_on_val(t_pred, s_pred, labels, classes) | {

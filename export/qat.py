@@ -522,7 +522,7 @@ def evaluate_qat(model: QatStudent, student: Student, original: Student, teacher
     tiles at ``teacher_data``'s size, its answers read from ``distill_cfg``'s teacher cache
     when that holds them."""
     tiles, labels, frames = scored_val(data)
-    t_pred = teacher_val_logits(teacher, tiles, labels, data, batch, teacher_data,
+    t_pred = teacher_val_logits(teacher, tiles, labels, data, teacher_data,
                                 distill_cfg).argmax(1)
     s_pred = _logits(student, tiles, batch).argmax(1)
     o_pred = _logits(original, tiles, batch).argmax(1)

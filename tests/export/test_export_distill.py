@@ -35,6 +35,19 @@ def test_loss_is_zero_on_equal_logits_and_matches_kl():
     assert distill_loss(t, t, 2.0, f, -f, 1.0).item() == pytest.approx(2.0, abs=1e-5)
 
 
+def test_hard_term_is_cross_entropy_on_the_teachers_argmax():
+    t = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 0.1, 0.0, 0.0]])
+    s = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0]])
+    # hand-computed: -log softmax(s)[argmax t] per row
+    row0 = -(0.0 - np.log(3 + np.e))
+    row1 = -(0.0 - np.log(3 + np.e ** 3))
+    kl = distill_loss(s, t, 2.0).item()
+    both = distill_loss(s, t, 2.0, hard_weight=0.5).item()
+    assert both - kl == pytest.approx(0.5 * (row0 + row1) / 2, rel=1e-5)
+    # equal logits: the KL term vanishes, the hard term does not (the teacher is not one-hot)
+    assert distill_loss(t, t, 2.0, hard_weight=1.0).item() > 0.1
+
+
 def test_compare_on_val_counts_agreement():
     labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
     teacher = np.array([0, 1, 2, 3, 1, 1, 2, 0])   # 6/8 right
@@ -44,6 +57,19 @@ def test_compare_on_val_counts_agreement():
     assert m["teacher"]["accuracy"] == pytest.approx(6 / 8)
     assert m["student"]["accuracy"] == pytest.approx(4 / 8)
     assert m["accuracy_kept"] == pytest.approx(4 / 6)
+
+
+def test_teacher_batch_defaults_to_small_batches_on_a_cpu(trained, ai4mars_dir):
+    from export.distill import CPU_TEACHER_BATCH, GPU_TEACHER_BATCH, teacher_batch
+
+    assert teacher_batch("cpu") == CPU_TEACHER_BATCH < GPU_TEACHER_BATCH
+    assert teacher_batch("cuda") == teacher_batch(torch.device("cuda", 0)) == GPU_TEACHER_BATCH
+    # the batch changes only how many tiles go through at once, not the answers
+    teacher, _ = load_teacher(trained["probe"])
+    val = load_split_tiles(TileDataConfig(root=str(ai4mars_dir)), "val").scored()
+    whole = teacher_outputs(teacher, val.tiles, batch=len(val.tiles))
+    for part, one in zip(teacher_outputs(teacher, val.tiles, batch=3), whole, strict=True):
+        np.testing.assert_allclose(part, one, rtol=1e-5, atol=1e-5)
 
 
 def test_student_checkpoint_records_a_correct_agreement(student, trained, ai4mars_dir):
