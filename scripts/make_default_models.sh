@@ -100,9 +100,10 @@ fi
 # minutes on this workplace's two CPU cores, at the batch of 2,048 then used (13 GB peak;
 # teacher-cache now runs 64 tiles at a time on a CPU: 14% faster, and a tenth of the peak
 # memory on a 40-frame run, docs/export.md "The teacher's batch on a CPU"):
-# `edge export teacher-cache ... --device cpu --max-val-frames 300`, then distill and qat with --max-val-frames 300 so that they read the
-# val answers from the cache (the commands and results: docs/export.md, "The same student
-# distilled on 1,200 frames"). This script does not run that variant.
+# `edge export teacher-cache ... --device cpu --max-val-frames 300`, then distill and qat
+# with --max-val-frames 300 so that they read the val answers from the cache (the commands
+# and results: docs/export.md, "The same student distilled on 1,200 frames"). This script
+# does not run that variant.
 GPU_ENCODER=${GPU_ENCODER:-runs/gpu-ai4mars/encoder.pt}
 GPU_FRAMES=${GPU_FRAMES:-1200}   # train frames the device tool could carry with the val frames
 if [[ $STEP == terrain-gpu-teacher ]]; then
