@@ -611,6 +611,8 @@ def card_command(
                                               "rotated each round; medians reported)."),
     speed_frames: int = typer.Option(32, min=1, help="Validation frames to time."),
     max_val_frames: int = typer.Option(None, min=1, help="AI4Mars val frames (default all)."),
+    reproduce: str = typer.Option("bash scripts/make_default_models.sh", help="The command that "
+                                  "remakes the bundle, quoted in the card."),
 ) -> None:
     """Rewrite a model card's measured section: validation accuracy, mean per-class recall,
     confusion matrix (Markdown and PNG), and beside the compared bundles: parameters,
@@ -636,7 +638,7 @@ def card_command(
     cfg = CardConfig(bundle=bundle, out=str(out), compare=tuple(pairs), data_root=str(data_root),
                      threads=_threads(threads), repeats=repeats, rounds=rounds,
                      speed_frames=speed_frames,
-                     max_val_frames=max_val_frames,
+                     max_val_frames=max_val_frames, reproduce=reproduce,
                      command=shlex.join(["edge", *sys.argv[1:]]))
     try:
         path = write_card(cfg, log=typer.echo)

@@ -46,7 +46,8 @@ class CardError(Exception):
 class CardConfig:
     """``bundle``: the shipped bundle the card is about; ``compare``: (label, bundle) rows
     shown beside it; ``speed_frames`` validation frames are timed ``repeats`` times per bundle
-    in each of ``rounds`` interleaved rounds (:func:`edge.bench.bench_interleaved`)."""
+    in each of ``rounds`` interleaved rounds (:func:`edge.bench.bench_interleaved`);
+    ``reproduce`` is the command the card quotes for remaking the bundle."""
 
     bundle: str
     out: str
@@ -57,7 +58,7 @@ class CardConfig:
     rounds: int = 5
     speed_frames: int = 32
     max_val_frames: int | None = None
-    reproduce: str = "scripts/make_default_models.sh"
+    reproduce: str = "bash scripts/make_default_models.sh"
     command: str = "edge export card"
 
 
@@ -233,7 +234,7 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
         f"{cfg.repeats} pass(es) per bundle, the bundles' order rotated each round; figures "
         "are medians over the rounds, and 'x shipped' is the median of each round's tiles/s "
         "ratio to the shipped bundle in the same round.", "",
-        f"Reproduce the shipped bundle: `bash {cfg.reproduce}`; every bundle's manifest "
+        f"Reproduce the shipped bundle: `{cfg.reproduce}`; every bundle's manifest "
         "records the command that made it.", "",
         END,
     ]

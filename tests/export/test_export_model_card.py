@@ -79,10 +79,12 @@ def test_regeneration_keeps_the_hand_written_text(student, ai4mars_dir, tmp_path
     out = tmp_path / "msl.md"
     out.write_text("# Card\n\nIntended use: by hand.\n\n" + START + "\nold figures\n" + END
                    + "\n\n## Limits\nBy hand too.\n")
-    cfg = quick(student["bundle"], out, ai4mars=ai4mars_dir)
+    cfg = quick(student["bundle"], out, ai4mars=ai4mars_dir,
+                reproduce="STEP=x bash scripts/make.sh")
     write_card(cfg, log=lambda _m: None)
     write_card(cfg, log=lambda _m: None)
     text = out.read_text()
+    assert "Reproduce the shipped bundle: `STEP=x bash scripts/make.sh`" in text
     assert text.startswith("# Card\n\nIntended use: by hand.\n\n" + START)
     assert text.endswith(END + "\n\n## Limits\nBy hand too.\n")
     assert "old figures" not in text and text.count(START) == 1 == text.count(END)
