@@ -5,12 +5,11 @@ validation tile, at the operating point its manifest records."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from integration_support import copy_frames, read_jsonl, shipped_manifest
 
 from edge.bundle import DEFAULT_MODEL, load_bundle
-from edge.runners import make_runner
+from export.model_card import predict
 from toolkit_cli.main import main
 from train.datasets.ai4mars import load_ai4mars
 from train.metrics import evaluate
@@ -55,10 +54,7 @@ def test_r18_beats_the_default_on_accuracy_mean_recall_and_big_rock(r18_manifest
     classes = r18_manifest["classes"]
     scores = {}
     for name in (R18, DEFAULT_MODEL):
-        runner = make_runner(load_bundle(name), threads=2)
-        pred = np.concatenate([runner.run(val.tiles[i:i + 4096]).argmax(1)
-                               for i in range(0, len(val.tiles), 4096)])
-        scores[name] = evaluate(pred, val.labels, classes)
+        scores[name] = evaluate(predict(load_bundle(name), val.tiles), val.labels, classes)
     r18, default = scores[R18], scores[DEFAULT_MODEL]
     for key in ("accuracy", "mean_recall"):
         assert r18[key] > default[key], (key, r18[key], default[key])
