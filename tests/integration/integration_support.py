@@ -1,5 +1,6 @@
 """Helpers for the integration tests: an independent statement of DESIGN.md's tile-label rule,
-JSONL reading, copying a few real frames into a temporary folder (never into the repo), and
+JSONL reading, copying a few real frames into a temporary folder (never into the repo) and
+classifying them, and
 the resolution-invariance check shared by the pipeline bundle and the shipped default bundle."""
 
 from __future__ import annotations
@@ -55,6 +56,23 @@ def copy_frames(images: Path, ids: list[str], dest: Path) -> list[str]:
         shutil.copyfile(images / f"{frame_id}.jpg", dest / f"{frame_id}.jpg")
         names.append(f"{frame_id}.jpg")
     return names
+
+
+def classify_val_frames(ai4mars_root: Path, ids: list[str], tmp_path: Path,
+                        model: str | None = None) -> list[dict]:
+    """``edge classify`` (with ``--model`` where given) on copies of the validation frames
+    ``ids``: checks that it exits 0 with one error-free record per frame and a tile record
+    for every tile counted; returns the tile records."""
+    names = copy_frames(ai4mars_root / "images", ids, tmp_path / "frames")
+    out = tmp_path / "cls"
+    args = ["classify", str(tmp_path / "frames"), "--out", str(out), "--quiet"]
+    assert main(args + (["--model", model] if model else [])) == 0
+    frames = read_jsonl(out / "frames.jsonl")
+    assert sorted(f["frame"] for f in frames) == sorted(names)
+    assert all(f["error"] is None for f in frames)
+    tiles = read_jsonl(out / "tiles.jsonl")
+    assert len(tiles) == sum(f["tiles"] for f in frames) > 0
+    return tiles
 
 
 def write_truncated(src: Path, dest: Path) -> Path:

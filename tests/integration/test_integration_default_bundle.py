@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 from integration_support import (
     check_resolution_invariance,
-    copy_frames,
-    read_jsonl,
+    classify_val_frames,
     shipped_manifest,
 )
 
 from edge.bundle import DEFAULT_MODEL
-from toolkit_cli.main import main
 from train.datasets.ai4mars import load_ai4mars
 
 
@@ -35,14 +33,7 @@ def test_default_bundle_manifest_has_validation_metrics(default_manifest):
 @pytest.mark.integration
 def test_default_bundle_classifies_real_frames(default_manifest, ai4mars_root, tmp_path):
     ids = load_ai4mars(ai4mars_root).splits()["val"][::120][:10]
-    names = copy_frames(ai4mars_root / "images", ids, tmp_path / "frames")
-    out = tmp_path / "cls"
-    assert main(["classify", str(tmp_path / "frames"), "--out", str(out), "--quiet"]) == 0
-    frames = read_jsonl(out / "frames.jsonl")
-    assert sorted(f["frame"] for f in frames) == sorted(names)
-    assert all(f["error"] is None for f in frames)
-    tiles = read_jsonl(out / "tiles.jsonl")
-    assert len(tiles) == sum(f["tiles"] for f in frames) > 0
+    tiles = classify_val_frames(ai4mars_root, ids, tmp_path)
     assert {t["label"] for t in tiles} <= set(default_manifest["classes"])
 
 

@@ -6,11 +6,10 @@ validation tile, at the operating point its manifest records."""
 from __future__ import annotations
 
 import pytest
-from integration_support import copy_frames, read_jsonl, shipped_manifest
+from integration_support import classify_val_frames, shipped_manifest
 
 from edge.bundle import DEFAULT_MODEL, load_bundle
 from export.model_card import predict
-from toolkit_cli.main import main
 from train.datasets.ai4mars import load_ai4mars
 from train.metrics import evaluate
 from train.tiles import TileDataConfig, load_split_tiles
@@ -38,14 +37,8 @@ def test_r18_manifest_records_its_lineage_and_operating_point(r18_manifest):
 @pytest.mark.integration
 def test_r18_classifies_real_frames(r18_manifest, ai4mars_root, tmp_path):
     ids = load_ai4mars(ai4mars_root).splits()["val"][::150][:6]
-    names = copy_frames(ai4mars_root / "images", ids, tmp_path / "frames")
-    out = tmp_path / "cls"
-    assert main(["classify", str(tmp_path / "frames"), "--out", str(out), "--model", R18,
-                 "--quiet"]) == 0
-    frames = read_jsonl(out / "frames.jsonl")
-    assert sorted(f["frame"] for f in frames) == sorted(names)
-    assert all(f["error"] is None for f in frames)
-    assert {t["label"] for t in read_jsonl(out / "tiles.jsonl")} <= set(r18_manifest["classes"])
+    tiles = classify_val_frames(ai4mars_root, ids, tmp_path, model=R18)
+    assert {t["label"] for t in tiles} <= set(r18_manifest["classes"])
 
 
 @pytest.mark.integration
