@@ -1,6 +1,7 @@
 """Helpers for the integration tests: an independent statement of DESIGN.md's tile-label rule,
 JSONL reading, copying a few real frames into a temporary folder (never into the repo) and
-classifying them, and the resolution-invariance check shared by the pipeline bundle and the shipped default bundle."""
+classifying them, and the resolution-invariance check shared by the pipeline bundle and the
+shipped default bundle."""
 
 from __future__ import annotations
 
