@@ -156,7 +156,23 @@ if [[ $STEP == terrain-r18 ]]; then
   # Ship with: cp -r $RUNS/bundles/terrain-r18-student-qat-snap-op-fp32/. edge/models/terrain-r18/
 fi
 
+# True when every bundle folder named exists; otherwise names the missing ones on stderr.
+#   bundles_at_hand CARD STEP_THAT_MAKES_THEM FOLDER...
+bundles_at_hand() {
+  local card=$1 maker=$2 missing=()
+  shift 2
+  for folder in "$@"; do
+    [[ -f $folder/manifest.json ]] || missing+=("$folder")
+  done
+  if (( ${#missing[@]} )); then
+    echo "card $card not regenerated: its compared bundles ${missing[*]} are missing" \
+      "(made by STEP=$maker with RUNS=$RUNS)" >&2
+    return 1
+  fi
+}
+
 if [[ $STEP == card ]]; then
+  skipped=0
   compare=(--compare "float teacher=$RUNS/bundles/terrain-teacher"
            --compare "float student before QAT=$RUNS/bundles/terrain-student-fp32"
            --compare "float student after QAT, weights on the int8 grid (the gate's reference)=$RUNS/bundles/terrain-student-qat-snap-fp32")
@@ -165,7 +181,12 @@ if [[ $STEP == card ]]; then
   if [[ -d $RUNS/bundles/terrain-student-qat-fp32 ]]; then
     compare+=(--compare "previous default: fp32 QAT student=$RUNS/bundles/terrain-student-qat-fp32")
   fi
-  $EDGE export card edge/models/terrain --out docs/models/terrain.md "${compare[@]}"
+  if bundles_at_hand docs/models/terrain.md terrain "$RUNS/bundles/terrain-teacher" \
+       "$RUNS/bundles/terrain-student-fp32" "$RUNS/bundles/terrain-student-qat-snap-fp32"; then
+    $EDGE export card edge/models/terrain --out docs/models/terrain.md "${compare[@]}"
+  else
+    skipped=1
+  fi
   # The previous MSL bundle (tiny encoder, cpu-tiny pretraining, seed 0) is compared where it
   # is at hand: git show 8ab1e25:edge/models/msl/{manifest.json,model.onnx} into that folder.
   msl_compare=()
@@ -182,4 +203,6 @@ if [[ $STEP == card ]]; then
   fi
   $EDGE export card edge/models/terrain-r18 --out docs/models/terrain-r18.md "${r18_compare[@]}" \
     --reproduce "STEP=terrain-r18 bash scripts/make_default_models.sh"
+  # The other cards are still written when one is skipped; the step then fails.
+  exit $skipped
 fi
