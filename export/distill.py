@@ -374,6 +374,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
         "teacher_metrics": tckpt.get("metrics"),
         "distill_config": asdict(cfg),
         "metrics": metrics,
+        "training_runs": {"distill": training_run(metrics)},
         "git_revision": git_revision(),
     }, cfg.out)
     log(json.dumps({"student_accuracy": metrics["student"]["accuracy"],
@@ -381,6 +382,16 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> dict[str,
                     "agreement": metrics["agreement"]})
         + f" in {time.perf_counter() - t_start:.0f} s")
     return metrics
+
+
+RUN_FIELDS = ("steps", "epochs_seen", "train_tiles", "train_seconds", "stopped_by")
+
+
+def training_run(metrics: dict[str, Any]) -> dict[str, Any]:
+    """How far a distillation or QAT run went, from its metrics: steps, passes over its train
+    tiles, seconds, and what stopped it (``epochs``/``steps``, or ``time budget``: then its
+    learning-rate schedule followed the clock, and the model depends on the machine's speed)."""
+    return {k: metrics[k] for k in RUN_FIELDS if k in metrics}
 
 
 def scored_val(data: TileDataConfig) -> tuple[np.ndarray, np.ndarray, int]:

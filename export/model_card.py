@@ -27,6 +27,7 @@ from edge.bundle import Bundle, load_bundle
 from edge.decode import read_image
 from edge.runners import make_runner
 from edge.sources import FrameRef
+from export.distill import RUN_FIELDS
 from export.student import count_onnx_graph
 from train.datasets.ai4mars import load_ai4mars
 from train.datasets.msl import load_msl
@@ -157,6 +158,22 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
 
 
+def training_lines(provenance: dict[str, Any]) -> list[str]:
+    """The card's line on how far each recorded training run went (a manifest's
+    ``training_runs``: distill, then QAT); none for bundles made before they were recorded."""
+    runs = provenance.get("training_runs") or {}
+    parts = [f"{name} {run['steps']:,} steps ({run['epochs_seen']:g} passes over "
+             f"{run['train_tiles']:,} tiles, {run['train_seconds']:.0f} s), stopped by "
+             f"{run['stopped_by']}" for name, run in runs.items()
+             if set(RUN_FIELDS) <= set(run)]
+    if not parts:
+        return []
+    clock = any(run.get("stopped_by") == "time budget" for run in runs.values())
+    return [f"- Trained: {'; '.join(parts)}." + (
+        " A run stopped by its time budget followed the clock: remade on another machine, it "
+        "gives another model." if clock else "")]
+
+
 def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tuple[str, bytes]:
     """The Markdown of the measured section and the confusion-matrix PNG of the shipped
     bundle (see the module docstring)."""
@@ -219,7 +236,8 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
         f"- Made by: `{prov.get('command')}` at revision `{prov.get('git_revision')}`.",
         (f"- Labelled data: {prov['data']['labels']}." if "labels" in prov.get("data", {})
          else f"- Made from: the {prov.get('kind', 'model')} of "
-              f"`{prov.get('teacher_checkpoint', 'see the manifest')}`."), "",
+              f"`{prov.get('teacher_checkpoint', 'see the manifest')}`."),
+        *training_lines(prov), "",
         f"### Validation: {len(val.labels)} {unit} ({split})", "",
         f"Accuracy **{_pct(main['accuracy'])}**, mean per-class recall "
         f"**{_pct(main['mean_recall'])}** (over classes with at least "

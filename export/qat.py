@@ -82,6 +82,7 @@ from export.distill import (
     student_from_checkpoint,
     teacher_val_logits,
     teacher_view,
+    training_run,
 )
 from export.student import Student, fold_batchnorm
 from train.checkpoint import CheckpointError, git_revision, load_checkpoint, save_atomic
@@ -501,6 +502,7 @@ def qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
         "qat_source_student": str(cfg.student),
         "qat_activation_ranges": ranges,
         "metrics": metrics,
+        "training_runs": {**(ckpt.get("training_runs") or {}), "qat": training_run(metrics)},
         "git_revision": git_revision(),
     }, cfg.out)
     log(json.dumps({k: metrics[k] for k in ("agreement", "simulated_int8_agreement",

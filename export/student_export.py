@@ -89,6 +89,7 @@ def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
             "teacher_metrics": {k: (ckpt.get("teacher_metrics") or {}).get(k)
                                 for k in ("accuracy", "mean_recall", "tiles")},
             "distill_config": ckpt["distill_config"],
+            **({"training_runs": ckpt["training_runs"]} if ckpt.get("training_runs") else {}),
             "student": ckpt["student_config"] | {
                 "parameters": size["parameters"], "macs_per_tile": size["macs"],
                 "mflops_per_tile": size["mflops"],

@@ -87,6 +87,18 @@ def test_student_checkpoint_records_a_correct_agreement(student, trained, ai4mar
     assert m["steps"] > 0
 
 
+def test_the_run_that_made_the_student_is_recorded_in_checkpoint_and_bundle(student):
+    ckpt = load_checkpoint(student["checkpoint"], "student")
+    run = ckpt["training_runs"]["distill"]
+    m = ckpt["metrics"]
+    assert run == {"steps": m["steps"], "epochs_seen": m["epochs_seen"],
+                   "train_tiles": m["train_tiles"], "train_seconds": m["train_seconds"],
+                   "stopped_by": "epochs"}   # the fixture sets one epoch and no time budget
+    assert run["epochs_seen"] == pytest.approx(run["steps"] * 32 / run["train_tiles"], abs=1e-3)
+    prov = load_bundle(student["bundle"]).manifest.provenance
+    assert prov["training_runs"] == {"distill": run}
+
+
 def test_student_bundle_records_size_and_metrics(student):
     bundle = load_bundle(student["bundle"])
     prov = bundle.manifest.provenance

@@ -22,6 +22,7 @@ from export.model_card import (
     card_dataset,
     confusion_png,
     splice,
+    training_lines,
     validation_set,
     write_card,
 )
@@ -70,9 +71,27 @@ def test_card_figures_match_an_independent_count(student, ai4mars_dir, tmp_path)
     ratio = cells.index("x shipped, 1 thr")
     assert [c.strip() for c in rows[0].strip("|").split("|")][ratio] == "1.0"
     assert "timed interleaved: 2 rounds" in text
+    run = bundle.manifest.provenance["training_runs"]["distill"]
+    assert f"- Trained: distill {run['steps']:,} steps (" in text
+    assert "stopped by epochs." in text and "followed the clock" not in text
 
     png = cv2.imread(str(tmp_path / "docs" / "terrain-confusion.png"))
     assert png is not None and png.shape[2] == 3
+
+
+def test_training_line_names_each_run_and_warns_of_a_time_budget():
+    distill = {"steps": 12363, "epochs_seen": 20.606, "train_tiles": 153600,
+               "train_seconds": 720.4, "stopped_by": "time budget"}
+    qat = {"steps": 3000, "epochs_seen": 5.0, "train_tiles": 153600, "train_seconds": 347.0,
+           "stopped_by": "steps"}
+    (line,) = training_lines({"training_runs": {"distill": distill, "qat": qat}})
+    assert line.startswith("- Trained: distill 12,363 steps (20.606 passes over 153,600 tiles, "
+                           "720 s), stopped by time budget; qat 3,000 steps (5 passes")
+    assert "followed the clock" in line
+    (line,) = training_lines({"training_runs": {"qat": qat}})
+    assert "followed the clock" not in line
+    assert training_lines({}) == []   # bundles made before the runs were recorded
+    assert training_lines({"training_runs": {"distill": {"steps": 5}}}) == []
 
 
 def test_regeneration_keeps_the_hand_written_text(student, ai4mars_dir, tmp_path):

@@ -203,10 +203,14 @@ def test_a_short_qat_run_exports_and_matches_onnx(student, ai4mars_dir, tmp_path
     assert set(ckpt["qat_activation_ranges"]) >= {"input", "stem", "logits"}
     source = load_checkpoint(student["checkpoint"], "student")
     assert ckpt["distill_config"] == source["distill_config"]
+    assert ckpt["training_runs"]["distill"] == source["training_runs"]["distill"]
+    assert ckpt["training_runs"]["qat"]["steps"] == 8
+    assert ckpt["training_runs"]["qat"]["stopped_by"] == "steps"
     assert not torch.equal(ckpt["state_dict"]["head.weight"], source["state_dict"]["head.weight"])
     bundle = export_student_bundle(out, tmp_path / "b", None)
     prov = load_bundle(bundle.path).manifest.provenance
     assert prov["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
+    assert prov["training_runs"] == ckpt["training_runs"]
     # the exported float graph has no batch norm, and ONNX Runtime reproduces torch
     import onnx
     import onnxruntime as ort
