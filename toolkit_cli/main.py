@@ -16,6 +16,7 @@ from edge import commands as edge_commands
 from export.commands import app as export_app
 from firmware_sim.commands import app as sim_app
 from train.commands import data_app, train_app
+from train.revision import git_revision
 
 app = typer.Typer(
     name="edge",
@@ -36,6 +37,8 @@ app.add_typer(sim_app, name="sim")
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; usage errors exit 1 (exit 2 is reserved for 'some frames skipped')."""
     saved_argv = sys.argv
+    if (argv if argv is not None else sys.argv[1:])[:1] in (["train"], ["export"]):
+        git_revision()   # fixed now: what the run's checkpoints and bundles will record
     if argv is not None:
         # Commands record their own invocation (manifests, run.json) from sys.argv.
         sys.argv = ["edge", *argv]
