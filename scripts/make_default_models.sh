@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes the bundles shipped in edge/models/terrain and edge/models/msl from ../shared/data with
-# the project's own pipeline, into runs/models/bundles/. CPU, 2 threads: about 80 minutes in all.
+# the project's own pipeline, into runs/models/bundles/. CPU, 2 threads: about 50 minutes in all
+# (pretrain 7, terrain 22, pretrain-msl about 20; twentieth session). The current code does not
+# remake the shipped terrain bundle bit for bit (docs/models/terrain.md, "Reproduce").
 # Needs the [train] extra. Copying a bundle into edge/models/ is a person's choice (see
 # README.md); the model cards are then regenerated from the shipped bundles.
 #
