@@ -93,40 +93,6 @@ def test_git_revision_is_a_string():
     assert rev == "unknown" or len(rev.removesuffix("+dirty")) == 40
 
 
-@pytest.fixture
-def revisions(monkeypatch: pytest.MonkeyPatch):
-    """git_revision's cache emptied, and the tree's revision made to change at each reading:
-    'r1', 'r2', ... (the cache is emptied again afterwards)."""
-    import itertools
-
-    from train import revision
-
-    readings = (f"r{i}" for i in itertools.count(1))
-    monkeypatch.setattr(revision, "read_git_revision", lambda: next(readings))
-    revision.git_revision.cache_clear()
-    yield revision
-    revision.git_revision.cache_clear()
-
-
-def test_git_revision_is_read_once_per_process(revisions) -> None:
-    assert revisions.git_revision() == "r1"
-    assert revisions.git_revision() == "r1"   # the tree moved on; the run's revision did not
-
-
-def test_train_and_export_commands_fix_the_revision_as_they_start(revisions) -> None:
-    from toolkit_cli.main import main
-
-    assert main(["classify", "--help"]) == 0
-    assert revisions.read_git_revision() == "r1"   # the runtime did not ask git
-    assert main(["export", "--help"]) == 0          # reads 'r2' and keeps it
-    revisions.read_git_revision()                   # 'r3': the tree moves on during the run
-    assert revisions.git_revision() == "r2"
-    revisions.git_revision.cache_clear()
-    assert main(["train", "--help"]) == 0           # 'r4'
-    revisions.read_git_revision()
-    assert revisions.git_revision() == "r4"
-
-
 def test_on_cpu_keeps_the_structure_and_every_value() -> None:
     from collections import namedtuple
 
