@@ -163,12 +163,15 @@ if [[ $STEP == terrain-r18 ]]; then
   # Ship with: cp -r $RUNS/bundles/terrain-r18-student-qat-snap-op-fp32/. edge/models/terrain-r18/
 fi
 
-# True when every bundle folder named exists; otherwise names the missing ones on stderr.
-#   bundles_at_hand CARD STEP_THAT_MAKES_THEM FOLDER...
+# True when the bundle folder of every `--compare LABEL=FOLDER` given exists; otherwise names
+# the missing ones on stderr.
+#   bundles_at_hand CARD STEP_THAT_MAKES_THEM --compare LABEL=FOLDER...
 bundles_at_hand() {
-  local card=$1 maker=$2 missing=()
+  local card=$1 maker=$2 missing=() folder arg
   shift 2
-  for folder in "$@"; do
+  for arg in "$@"; do
+    [[ $arg == --compare ]] && continue
+    folder=${arg##*=}
     [[ -f $folder/manifest.json ]] || missing+=("$folder")
   done
   if (( ${#missing[@]} )); then
@@ -188,8 +191,7 @@ if [[ $STEP == card ]]; then
   if [[ -d $RUNS/bundles/terrain-student-qat-fp32 ]]; then
     compare+=(--compare "previous default: fp32 QAT student=$RUNS/bundles/terrain-student-qat-fp32")
   fi
-  if bundles_at_hand docs/models/terrain.md terrain "$RUNS/bundles/terrain-teacher" \
-       "$RUNS/bundles/terrain-student-fp32" "$RUNS/bundles/terrain-student-qat-snap-fp32"; then
+  if bundles_at_hand docs/models/terrain.md terrain "${compare[@]}"; then
     $EDGE export card edge/models/terrain --out docs/models/terrain.md "${compare[@]}"
   else
     skipped=1
