@@ -24,6 +24,21 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _png_has_iend(data: bytes) -> bool:
+    """Whether the PNG's chunk list, walked from the signature, reaches a whole IEND chunk
+    (bytes after it, such as transfer padding, are allowed)."""
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        end = pos + 12 + length
+        if end > len(data):
+            return False
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos = end
+    return False
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """Frame size from the first SOF marker, without decoding."""
     i = 2
@@ -79,8 +94,9 @@ def check_bytes(data: bytes, name: str) -> None:
             raise FrameError(f"{name}: truncated JPEG (no end-of-image marker)")
         size = _jpeg_size(data)
     elif data[:8] == b"\x89PNG\r\n\x1a\n":
-        if b"IEND" not in data[-16:]:
-            raise FrameError(f"{name}: truncated PNG (no IEND chunk)")
+        if not _png_has_iend(data):
+            raise FrameError(f"{name}: truncated PNG (its chunk list ends before an "
+                             "IEND chunk)")
         size = _png_size(data)
     else:
         size = _tiff_size(data)

@@ -44,6 +44,25 @@ def test_truncated_png(tmp_path, keep):
     assert "truncated PNG" in _read_error(path)
 
 
+def test_png_with_bytes_after_iend_decodes(tmp_path):
+    """Padding after a whole IEND chunk (block-padded transfers) is not truncation."""
+    frame = synthetic_frame(64, 64)
+    data = _encode(".png", frame)
+    path = tmp_path / "padded.png"
+    path.write_bytes(data + b"\x00" * 40)
+    np.testing.assert_array_equal(read_image(path), frame)
+
+
+def test_png_with_a_corrupt_chunk_length_is_refused(tmp_path):
+    """A chunk length pointing past the end of the file: the chunk list never reaches IEND,
+    though an IEND still sits in the last bytes."""
+    data = bytearray(_encode(".png", synthetic_frame(64, 64)))
+    data[33:37] = (10_000_000).to_bytes(4, "big")  # the first chunk after IHDR
+    path = tmp_path / "bad_length.png"
+    path.write_bytes(bytes(data))
+    assert "truncated PNG" in _read_error(path)
+
+
 def test_random_bytes_with_jpg_extension(tmp_path):
     path = tmp_path / "noise.jpg"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
