@@ -77,7 +77,8 @@ class FrameClassifier:
                                for i in range(0, n, self.max_batch)])
 
     def classify(self, image: np.ndarray) -> TileResults:
-        """Decoded image (H, W[, C]) -> :class:`TileResults`; raises FrameError if untileable."""
+        """Decoded image (H, W[, C]) -> :class:`TileResults`; raises FrameError if untileable,
+        or if the model's logits are not finite."""
         m = self.bundle.manifest
         t0 = time.perf_counter()
         try:
@@ -87,6 +88,10 @@ class FrameClassifier:
         t1 = time.perf_counter()
         logits = self.infer(tiled.tiles)
         t2 = time.perf_counter()
+        finite = np.isfinite(logits).all(axis=1)
+        if not finite.all():
+            raise FrameError(f"the model gave NaN or infinite logits for {int((~finite).sum())} "
+                             f"of the frame's {len(finite)} tiles; no label would be meaningful")
         probs = softmax(logits.astype(np.float32))
         class_ids = probs.argmax(axis=1)
         confidences = probs[np.arange(len(class_ids)), class_ids]

@@ -76,7 +76,8 @@ def to_unit_float(image: np.ndarray, channels: int) -> np.ndarray:
 
 def _raw_float(image: np.ndarray) -> tuple[np.ndarray, np.float32]:
     """Decoded image -> (float32 (H, W, 1|3) of its raw values, alpha dropped; the factor
-    that maps them to [0, 1]). Float images are clipped to [0, 1] (factor 1)."""
+    that maps them to [0, 1]). Float images are clipped to [0, 1] (factor 1); ValueError
+    if one holds NaN or infinite values."""
     if image.dtype == np.uint8:
         unit = np.float32(1 / 255.0)
     elif image.dtype == np.uint16:
@@ -92,6 +93,12 @@ def _raw_float(image: np.ndarray) -> tuple[np.ndarray, np.float32]:
         img = img[:, :, :3]
     img = img.astype(np.float32)
     if unit == 1.0:
+        bad = int(img.size - np.count_nonzero(np.isfinite(img)))
+        if bad:
+            # np.clip keeps NaN, and a NaN tile would get a made-up label and confidence.
+            raise ValueError(f"{bad} of its {img.size} pixel values are NaN or infinite (a "
+                             "float image with missing data?); a frame must be finite to be "
+                             "classified")
         np.clip(img, 0.0, 1.0, out=img)
     return img, unit
 

@@ -56,6 +56,38 @@ def test_classify_ref_timings_and_untileable_frame_named(classifier):
         classifier.classify_ref(odd)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_frame_with_non_finite_pixels_is_refused_by_name(classifier, bad):
+    """NaN survives clipping and would reach the network: the frame is skipped instead of
+    getting a made-up label (and a bare NaN confidence in tiles.jsonl)."""
+    image = synthetic_frame(256, 256).astype(np.float32) / 255.0
+    image[5, 5] = bad
+    ref = FrameRef("dem/missing.tif", lambda: image)
+    match = r"^dem/missing\.tif: 1 of its 65536 pixel values are NaN or inf"
+    with pytest.raises(FrameError, match=match):
+        classifier.classify_ref(ref)
+
+
+class _NanRunner:
+    """A runner whose model output is NaN for the second tile of every batch."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def run(self, tiles: np.ndarray) -> np.ndarray:
+        logits = self.runner.run(tiles).copy()
+        logits[1, 0] = np.nan
+        return logits
+
+
+def test_non_finite_logits_are_a_frame_error(tiny_bundle):
+    broken = FrameClassifier(tiny_bundle, _NanRunner(make_runner(tiny_bundle)))
+    ref = FrameRef("good.png", lambda: synthetic_frame(256, 256))
+    with pytest.raises(FrameError, match=r"^good\.png: the model gave NaN or infinite logits "
+                                         r"for 1 of the frame's 64 tiles"):
+        broken.classify_ref(ref)
+
+
 def test_tile_records_contract(classifier):
     result = classifier.classify(synthetic_frame(256, 256))
     records = tile_records("f.png", result, ["s", "b", "d", "r"])
