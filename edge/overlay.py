@@ -5,8 +5,9 @@ becomes ``sub%2Fa.png.png``): the frame, shown 512 to 1024 px wide (scaled from 
 width), each pixel tinted with the colour of the tile whose centre is nearest (so that
 overlapping tiles from a small ``--stride`` do not blend), thin dark lines between tiles,
 uncertain tiles (``--min-confidence``) hatched with white diagonal stripes over a faint
-tint of their best class; under it a legend strip: the frame's name and tile count, then
-one swatch per class with its share of the frame's tiles.
+tint of their best class; where the bundle classifies only a crop of the frame
+(``centre-square``), the rest is darkened and untinted; under it a legend strip: the
+frame's name and tile count, then one swatch per class with its share of the frame's tiles.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def to_display(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         img = (image >> 8).astype(np.uint8)
     elif np.issubdtype(image.dtype, np.floating):
-        img = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        # NaN (missing data) outside a bundle's crop is shown black, not cast undefined.
+        finite = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
+        img = np.clip(finite * 255.0 + 0.5, 0, 255).astype(np.uint8)
     else:
         img = image.astype(np.uint8, copy=False)
     if img.ndim == 2:
@@ -115,18 +118,12 @@ def _legend(width: int, entries: list[tuple[str, tuple[int, int, int], bool]],
     return strip
 
 
-def render_overlay(image: np.ndarray, ref_boxes: np.ndarray, class_ids: np.ndarray,
-                   uncertain: np.ndarray, classes: list[str], title: str,
-                   show_uncertain: bool = False) -> np.ndarray:
-    """The overlay picture BGR uint8 (H', W', 3) of a frame (H, W[, C]) and its tiles:
-    ref_boxes int (N, 4) on the reference grid (row-major), class_ids int (N,),
-    uncertain bool (N,)."""
-    frame = to_display(image)
-    height, width = frame.shape[:2]
-    out_w = int(min(max(width, MIN_WIDTH), MAX_WIDTH))
-    out_h = max(1, round(height * out_w / width))
-    interp = cv2.INTER_NEAREST if out_w > width else cv2.INTER_AREA
-    frame = cv2.resize(frame, (out_w, out_h), interpolation=interp)
+def _tint_grid(frame: np.ndarray, ref_boxes: np.ndarray, class_ids: np.ndarray,
+               uncertain: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """The picture BGR uint8 (h, w, 3) of the part of a frame that the tile grid covers,
+    each pixel tinted by the tile of nearest centre, uncertain tiles hatched, thin dark
+    lines between tiles."""
+    out_h, out_w = frame.shape[:2]
     iy, ix = grid_axes(ref_boxes, out_w, out_h)
     n_x = len(np.unique(ref_boxes[:, 0]))
     grid_ids = np.asarray(class_ids).reshape(-1, n_x)  # (rows, cols) of tiles
@@ -134,7 +131,6 @@ def render_overlay(image: np.ndarray, ref_boxes: np.ndarray, class_ids: np.ndarr
     # iy, ix are non-decreasing: each tile's display cell is a run of rows times a run of cols
     rows_per = np.bincount(iy, minlength=grid_ids.shape[0])
     cols_per = np.bincount(ix, minlength=n_x)
-    palette = np.asarray(class_colours(classes), np.uint8)
     colour = np.repeat(np.repeat(palette[grid_ids], rows_per, axis=0), cols_per, axis=1)
     shown = cv2.addWeighted(frame, 1 - TINT, colour, TINT, 0)
     row0 = np.concatenate([[0], np.cumsum(rows_per)])
@@ -148,6 +144,35 @@ def render_overlay(image: np.ndarray, ref_boxes: np.ndarray, class_ids: np.ndarr
         shown[ys, xs] = cell
     shown[row0[1:-1], :] //= 2  # thin dark lines between tiles
     shown[:, col0[1:-1]] //= 2
+    return shown
+
+
+def render_overlay(image: np.ndarray, ref_boxes: np.ndarray, class_ids: np.ndarray,
+                   uncertain: np.ndarray, classes: list[str], title: str,
+                   show_uncertain: bool = False,
+                   crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The overlay picture BGR uint8 (H', W', 3) of a frame (H, W[, C]) and its tiles:
+    ref_boxes int (N, 4) on the reference grid (row-major), class_ids int (N,),
+    uncertain bool (N,). ``crop`` ``(x, y, w, h)``, in the frame's pixels, is the part the
+    grid covers (a bundle's ``centre-square`` crop; default: the whole frame); the rest of
+    the frame, which was not classified, is shown darkened and untinted."""
+    frame = to_display(image)
+    height, width = frame.shape[:2]
+    out_w = int(min(max(width, MIN_WIDTH), MAX_WIDTH))
+    out_h = max(1, round(height * out_w / width))
+    interp = cv2.INTER_NEAREST if out_w > width else cv2.INTER_AREA
+    frame = cv2.resize(frame, (out_w, out_h), interpolation=interp)
+    palette = np.asarray(class_colours(classes), np.uint8)
+    x, y, w, h = crop if crop is not None else (0, 0, width, height)
+    x0, y0 = min(round(x * out_w / width), out_w - 1), min(round(y * out_h / height), out_h - 1)
+    x1 = max(round((x + w) * out_w / width), x0 + 1)  # at least one display pixel
+    y1 = max(round((y + h) * out_h / height), y0 + 1)
+    if (x0, y0, x1, y1) == (0, 0, out_w, out_h):
+        shown = _tint_grid(frame, ref_boxes, class_ids, uncertain, palette)
+    else:
+        shown = frame // 3  # outside the grid: not classified
+        shown[y0:y1, x0:x1] = _tint_grid(frame[y0:y1, x0:x1], ref_boxes, class_ids,
+                                         uncertain, palette)
 
     n = max(1, len(class_ids))
     counts = np.bincount(np.asarray(class_ids)[~np.asarray(uncertain, bool)],

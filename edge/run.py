@@ -31,6 +31,7 @@ from edge.rundir import OVERLAY_DIR, finish, locked, prepare
 from edge.runners import make_runner
 from edge.sources import FrameRef, SourceError, is_camera_index, open_source
 from edge.summary import RunSummary
+from edge.tiling import crop_box
 
 
 def make_codecs(formats: tuple[str, ...], best_label: bool) -> list[RecordCodec]:
@@ -100,7 +101,9 @@ class _FrameWork:
             title = f"{ref.name}  ({len(records)} tiles)"
             picture = render_overlay(image, result.ref_boxes, result.class_ids, uncertain,
                                      self.classifier.classes, title,
-                                     show_uncertain=self.min_confidence is not None)
+                                     show_uncertain=self.min_confidence is not None,
+                                     crop=crop_box(result.width, result.height,
+                                                   self.classifier.tiling))
             write_png(self.overlay_dir / overlay_file_name(ref.name), picture)
         timings = result.timings_ms | {"write": (time.perf_counter() - t0) * 1e3}
         record = {"frame": ref.name, "width": result.width, "height": result.height,

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import cv2
 import numpy as np
 import pytest
 from edge_images import synthetic_frame, write_frame
@@ -242,3 +243,11 @@ def test_whole_image_bundle_gives_one_tile_per_frame_with_overlay_and_csv(tmp_pa
     assert [f["tiles"] for f in _jsonl(out / "frames.jsonl")] == [1, 1]
     assert len((out / "tiles.csv").read_text().splitlines()) == 3
     assert len(list((out / "overlays").glob("*.png"))) == 2
+    # The overlay tints only the centre square that was classified (x 90-210 of 300, shown
+    # at 512 px wide: x 154-358); the sides are the frame darkened to a third, untinted.
+    frame = synthetic_frame(120, 300, 3)
+    shown = cv2.resize(frame, (512, 205), interpolation=cv2.INTER_NEAREST)
+    picture = cv2.imread(str(out / "overlays" / "wide.png.png"))
+    np.testing.assert_array_equal(picture[:205, :150], shown[:, :150] // 3)
+    np.testing.assert_array_equal(picture[:205, 362:], shown[:, 362:] // 3)
+    assert np.abs(picture[:205, 160:350].astype(int) - shown[:, 160:350]).mean() > 10

@@ -18,7 +18,7 @@ from edge.overlay import (
     render_overlay,
     to_display,
 )
-from edge.tiling import TilingSpec, tile_boxes
+from edge.tiling import TilingSpec, crop_box, tile_boxes
 from toolkit_cli.main import main
 
 
@@ -81,6 +81,26 @@ def test_render_tints_tiles_hatches_uncertain_and_adds_legend():
     assert (hatched.min(axis=2) > 190).mean() > 0.2  # white stripes
     legend = picture[512:]
     assert np.median(legend) < 60 and legend.max() > 200  # dark strip with light text
+
+
+def test_render_with_a_centre_square_crop_tints_only_the_crop():
+    """A 512x256 frame with a centre-square bundle: the grid covers x 128-384 only, so
+    tiles are drawn there and the unclassified sides are darkened, not tinted."""
+    image = np.full((256, 512), 150, np.uint8)
+    tiling = TilingSpec(256, 128, 128, "centre-square")
+    crop = crop_box(512, 256, tiling)
+    assert crop == (128, 0, 256, 256)
+    ref_boxes, _ = tile_boxes(256, 256, tiling)
+    class_ids = np.array([0, 1, 2, 3])
+    picture = render_overlay(image, ref_boxes, class_ids, np.zeros(4, bool), CLASSES, "f",
+                             crop=crop)
+    assert picture.shape[1] == 512
+    colours = np.asarray(class_colours(CLASSES), float)
+    for tile, (x, y) in enumerate([(128, 0), (256, 0), (128, 128), (256, 128)]):
+        cell = picture[y + 8 : y + 120, x + 8 : x + 120].reshape(-1, 3).astype(float).mean(0)
+        np.testing.assert_allclose(cell, colours[class_ids[tile]] * 0.42 + 150 * 0.58, atol=1.5)
+    for side in (picture[:256, :128], picture[:256, 384:]):
+        assert (side == 50).all()  # darkened grey, no class colour
 
 
 def test_cli_overlay_and_contact_sheet(tmp_path, tiny_bundle):
