@@ -132,6 +132,14 @@ def write_hostile_folder(folder: Path, seed: int = 0) -> list[Hostile]:
         "classified")
     put("bgra16.png", encode(synthetic_frame(64, 64, 4, np.uint16, seed=10), ".png"),
         "four_channel", "classified")
+    # a whole PNG with padding after its IEND chunk (block-padded transfers): classified
+    put("padded.png", png + b"\x00" * 512, "padded_png", "classified")
+    # float TIFFs marking missing data with NaN or infinity: refused, never labelled
+    for bad, label in ((np.nan, "nan"), (np.inf, "inf")):
+        image = synthetic_frame(64, 64, seed=11).astype(np.float32) / 255.0
+        image[10:12, 20:30] = bad
+        put(f"float_{label}.tif", encode(image, ".tif"), "non_finite_float", "error",
+            "NaN or infinite")
     # non-UTF-8 names: a good image and a corrupt one
     put(b"bad\xff.png", png, "non_utf8_name", "classified")
     put(b"caf\xe9_broken.jpg", jpg[: len(jpg) // 2], "non_utf8_name", "error", "truncated JPEG")

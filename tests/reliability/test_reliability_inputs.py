@@ -20,7 +20,7 @@ from toolkit_cli.main import main
 
 KINDS = ["truncated_jpeg", "truncated_png", "bitflip_jpeg", "bitflip_png", "zero_byte",
          "random_bytes", "huge_header", "tiny_1x1", "thin_1xN", "deep_16bit", "four_channel",
-         "non_utf8_name", "symlink_loop", "dir_symlink_loop"]
+         "padded_png", "non_finite_float", "non_utf8_name", "symlink_loop", "dir_symlink_loop"]
 
 
 @pytest.fixture(scope="module")
