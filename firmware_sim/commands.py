@@ -36,7 +36,13 @@ from firmware_sim.profiles import (
     profile_table,
 )
 from firmware_sim.replay import CLOCKS, DEFAULT_QUEUE_SIZE, FrameTiming, ReplayConfig, replay
-from firmware_sim.report import REPORT_FILE, build_report, format_summary, write_report
+from firmware_sim.report import (
+    REPORT_FILE,
+    build_report,
+    format_summary,
+    write_atomic,
+    write_report,
+)
 from firmware_sim.report_md import REPORT_MD, write_markdown
 from firmware_sim.streams import TIMINGS
 
@@ -156,7 +162,7 @@ def run_command(
     report = build_report(result, source, bundle)
     try:
         path = write_report(report, report_dir)
-        write_markdown(report, report_dir)
+        write_markdown(report, report_dir, plots)
         if plots:
             write_plots(report, report_dir)
     except OSError as exc:
@@ -196,7 +202,7 @@ def compare_command(
     if out is not None:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(table + "\n", encoding="utf-8")
+            write_atomic(out, (table + "\n").encode("utf-8"))
         except OSError as exc:
             raise fail(f"cannot write '{out}' ({exc.strerror or exc})") from None
 

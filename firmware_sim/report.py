@@ -142,7 +142,10 @@ def build_report(result: ReplayResult, source: str, bundle: Bundle) -> dict[str,
             "queue_delay_ms": _r(trace.queue_delay[i]),
             "latency_ms": _r(trace.latency[i]),
             "status": _status(result, i),
-            "missed": bool(misses[i]) if deadline and frame.error is None else None,
+            # A dropped frame is a miss even if it was bad input (the virtual clock decodes
+            # every frame), as the totals count it; a bad frame that was served is an error.
+            "missed": (bool(misses[i]) if deadline and (dropped[i] or frame.error is None)
+                       else None),
             "error": frame.error if not dropped[i] else None,
         })
     usage = result.usage

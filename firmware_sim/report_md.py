@@ -35,8 +35,9 @@ def _names(items: list[str], limit: int = LIST_LIMIT) -> list[str]:
     return lines
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """The Markdown text of a report (schema version 2)."""
+def render_markdown(report: dict[str, Any], plots: bool = True) -> str:
+    """The Markdown text of a report (schema version 2); ``plots``: whether the run drew
+    its latency plots beside it (else the section says they were not drawn)."""
     frames = report["frames"]
     emulation = report.get("emulation") or {}
     profile = emulation.get("profile") or {}
@@ -148,12 +149,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += ["", f"## Dropped frames ({len(report['dropped_frames'])})", ""]
         out += _names(report["dropped_frames"])
     out += ["", "## Plots", ""]
-    for name, file in PLOT_FILES.items():
+    if not plots:
+        out.append("Not drawn for this run (`--no-plots`).")
+    for name, file in PLOT_FILES.items() if plots else ():
         out.append(f"![{name.replace('_', ' ')}]({file})")
     out.append("")
     return "\n".join(out)
 
 
-def write_markdown(report: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write ``out_dir/report.md`` atomically."""
-    return write_atomic(Path(out_dir) / REPORT_MD, render_markdown(report).encode("utf-8"))
+def write_markdown(report: dict[str, Any], out_dir: str | Path, plots: bool = True) -> Path:
+    """Write ``out_dir/report.md`` atomically. Without ``plots``, an earlier run's plot
+    files in ``out_dir`` are removed first, so that they are not read as this run's."""
+    if not plots:
+        for file in PLOT_FILES.values():
+            (Path(out_dir) / file).unlink(missing_ok=True)
+    return write_atomic(Path(out_dir) / REPORT_MD, render_markdown(report, plots).encode("utf-8"))

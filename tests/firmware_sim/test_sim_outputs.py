@@ -54,6 +54,21 @@ def test_a_run_writes_markdown_and_three_readable_plots(frames_dir, tiny_bundle,
         assert f"]({file})" in md
 
 
+def test_no_plots_removes_an_earlier_runs_plots_and_says_so(frames_dir, tiny_bundle,
+                                                             tmp_path):
+    """A second run into the same folder with --no-plots: the first run's PNGs would be read
+    as this run's, so they are removed and report.md links none."""
+    out = tmp_path / "sim"
+    args = (frames_dir, "--fps", "5", "--model", tiny_bundle.path, "--report", out, "-q")
+    assert run_sim(*args) == 0
+    assert all((out / file).exists() for file in PLOT_FILES.values())
+    assert run_sim(*args, "--no-plots") == 0
+    assert {p.name for p in out.iterdir()} == {REPORT_FILE, REPORT_MD}
+    md = (out / REPORT_MD).read_text()
+    assert "Not drawn for this run (`--no-plots`)." in md
+    assert not any(f"]({file})" in md for file in PLOT_FILES.values())
+
+
 def test_plots_and_markdown_survive_a_run_without_classified_frames(tiny_bundle, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from edge.latency import PERCENTILES
+from firmware_sim.capture_queue import replay_queue
 from firmware_sim.replay import (
     FrameTiming,
     ReplayConfig,
@@ -99,6 +100,22 @@ def test_error_frames_are_listed_and_kept_out_of_latency(tiny_bundle):
     assert report["busy_s"] == pytest.approx(0.45)
     assert report["deadline_misses"] == 0 and report["miss_rate"] == 0.0
     assert result.exit_code == 2
+
+
+def test_a_dropped_bad_frame_is_a_miss_in_the_timeline_as_in_the_totals(tiny_bundle):
+    """The virtual clock decodes every frame, so a dropped frame can carry its decode error.
+    It was still dropped: a deadline miss in the timeline as in ``deadline_misses``."""
+    config = ReplayConfig(fps=10.0, deadline_ms=10_000.0, queue_size=1,
+                          queue_policy="drop-newest")
+    result = synthetic_result([200.0] * 6, config, errors={3})
+    # Period 100 ms, service 200 ms, one slot: frames 3 and 5 are dropped.
+    result.trace = replay_queue(arrival_times_ms(6, config.fps), [200.0] * 6, capacity=1,
+                                policy="drop-newest")
+    report = build_report(result, "synthetic", tiny_bundle)
+    assert [t["status"] for t in report["timeline"]][3] == "dropped"
+    missed = [t["missed"] for t in report["timeline"]]
+    assert missed == [False, False, False, True, False, True]
+    assert report["deadline_misses"] == sum(missed) == 2
 
 
 def test_report_identifies_model_and_config(tiny_bundle):
