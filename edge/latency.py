@@ -11,7 +11,8 @@ PERCENTILES = (50, 90, 95, 99)
 
 
 def summarize_ms(values: Sequence[float]) -> dict[str, float | int | None]:
-    """count, min, mean, p50/p90/p95/p99 (nearest rank at or above) and max of timings in ms."""
+    """count, min, mean, p50/p90/p95/p99 (the sample at or above the
+    interpolated position, numpy's ``higher``) and max of timings in ms."""
     if len(values) == 0:
         return {"count": 0, "min": None, "mean": None,
                 **{f"p{p}": None for p in PERCENTILES}, "max": None}
@@ -32,8 +33,9 @@ class StreamingStats:
 
     count, min, mean and max are exact; percentiles come from a log-spaced histogram
     (bins 0.5% wide from 1 us to 1000 s) and are the upper edge of the bin holding the
-    nearest rank at or above, capped at the maximum: within 0.5% of the exact value and
-    never optimistic. :meth:`summary` has the keys of :func:`summarize_ms`.
+    sample at or above the interpolated position (as summarize_ms), capped at the maximum:
+    within 0.5% of the exact value and never optimistic. :meth:`summary` has the keys of
+    :func:`summarize_ms`.
     """
 
     LOW_MS = 1e-3

@@ -1,6 +1,7 @@
 """Latency statistics for the simulator, with a warning where a run is too short.
 
-Percentiles are nearest-rank at or above (``numpy.percentile(method="higher")``, as in
+Percentiles are the sample at or above the interpolated position
+(``numpy.percentile(method="higher")``: sorted index ceil(p (N - 1)), as in
 :func:`edge.latency.summarize_ms`), so a reported p99 is a latency some frame really had.
 
 How many frames a percentile needs follows MLPerf LoadGen's early-stopping rule
