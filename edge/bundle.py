@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -177,11 +178,23 @@ def load_bundle(model: str | os.PathLike) -> Bundle:
     return Bundle(path=path, manifest=manifest)
 
 
+def finite_json(value: Any) -> Any:
+    """NaN and infinities (e.g. a mean recall with no class of 10 tiles) -> None, recursively
+    through dicts, lists and tuples, so that a manifest stays strict JSON for every reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def write_bundle(out_dir: str | os.PathLike, model_bytes: bytes, manifest: Manifest) -> Bundle:
     """Write a bundle atomically: into a temporary sibling folder, then renamed into place.
 
-    The manifest's sha256 is set from ``model_bytes``. An existing bundle at
-    ``out_dir`` is replaced only once the new one is complete.
+    The manifest's sha256 is set from ``model_bytes``; non-finite figures in it are written
+    as null. An existing bundle at ``out_dir`` is replaced only once the new one is complete.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +205,8 @@ def write_bundle(out_dir: str | os.PathLike, model_bytes: bytes, manifest: Manif
     tmp.mkdir()
     try:
         (tmp / manifest.model_file).write_bytes(model_bytes)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+        text = json.dumps(finite_json(manifest.to_json()), indent=2, allow_nan=False)
+        (tmp / MANIFEST_FILE).write_text(text + "\n")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old"

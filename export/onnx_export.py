@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import onnx
 import torch
 from torch import nn
 
-from edge.bundle import Bundle, Manifest, write_bundle
+from edge.bundle import Bundle, Manifest, finite_json, write_bundle
 from edge.preprocess import InputSpec
 from edge.runners import OnnxRuntimeRunner
 from edge.tiling import TilingSpec
@@ -77,18 +76,6 @@ def compare_with_torch(model: nn.Module, model_path: Path, tiles: np.ndarray) ->
         expected = model(torch.from_numpy(tiles)).numpy()
     got = runner.run(tiles)
     return float(np.abs(expected - got).max())
-
-
-def _strict_json(value: Any) -> Any:
-    """NaN and infinities (e.g. a mean recall with no class of 10 tiles) -> None, recursively,
-    so that manifest.json stays strict JSON for every reader."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    return value
 
 
 def data_provenance(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +153,7 @@ def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) 
     manifest = Manifest(
         name=cfg.name, classes=list(ckpt["classes"]), input=spec, tiling=tiling,
         precision="fp32", sha256="",
-        provenance=_strict_json({
+        provenance=finite_json({
             **run_provenance(ckpt),
             "data": data_provenance(ckpt),
             "encoder": ckpt["encoder_config"] | {"parameters": params},
@@ -175,6 +162,6 @@ def export_bundle(cfg: OnnxExportConfig, check_tiles: np.ndarray | None = None) 
             "onnx": {"opset": cfg.opset, "max_abs_diff_vs_torch": diff,
                      "checked_tiles": int(len(check_tiles))},
         }),
-        metrics=_strict_json(ckpt["metrics"]),
+        metrics=finite_json(ckpt["metrics"]),
     )
     return write_bundle(out, model_bytes, manifest)

@@ -9,13 +9,12 @@ import numpy as np
 import onnx
 import torch
 
-from edge.bundle import Bundle, Manifest, write_bundle
+from edge.bundle import Bundle, Manifest, finite_json, write_bundle
 from edge.preprocess import InputSpec
 from edge.tiling import TilingSpec
 from export.distill import student_from_checkpoint
 from export.onnx_export import (
     ExportError,
-    _strict_json,
     check_against_torch,
     run_provenance,
     to_onnx_bytes,
@@ -81,7 +80,7 @@ def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
     manifest = Manifest(
         name=name, classes=list(ckpt["classes"]), input=spec, tiling=tiling, precision="fp32",
         sha256="",
-        provenance=_strict_json({
+        provenance=finite_json({
             **run_provenance(ckpt),
             "kind": "distilled student",
             "teacher_checkpoint": ckpt["teacher_checkpoint"],
@@ -97,7 +96,7 @@ def export_student_bundle(checkpoint: str | Path, out_dir: str | Path,
             "onnx": {"opset": opset, "max_abs_diff_vs_torch": diff,
                      "checked_tiles": int(len(tiles))},
         } | ({"operating_point": op} if (op := manifest_record(ckpt)) else {})),
-        metrics=_strict_json({
+        metrics=finite_json({
             "accuracy": m["student"]["accuracy"], "mean_recall": m["student"]["mean_recall"],
             "per_class_recall": m["student"]["per_class_recall"],
             "tiles": m["student"]["tiles"], "agreement_with_teacher": m["agreement"],

@@ -57,6 +57,22 @@ def test_manifest_is_plain_json_with_contract_fields(tmp_path):
     assert set(data["tiling"]) == {"reference_width", "tile", "stride", "crop"}
 
 
+def test_non_finite_figures_are_written_as_null(tmp_path):
+    """A mean recall with no class of 10 scored tiles is NaN; manifest.json stays strict
+    JSON (no bare NaN) for every reader."""
+    manifest = tiny_manifest(CLASSES, 1, 32, None)
+    manifest.metrics = {"mean_recall": float("nan"), "per_class": [float("inf"), 0.5],
+                        "gate": {"drop": (float("-inf"), 1.0)}}
+    write_bundle(tmp_path / "b", tiny_model_bytes(), manifest)
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    data = json.loads((tmp_path / "b" / MANIFEST_FILE).read_text(), parse_constant=refuse)
+    assert data["metrics"] == {"mean_recall": None, "per_class": [None, 0.5],
+                               "gate": {"drop": [None, 1.0]}}
+
+
 def test_manifest_without_crop_reads_as_whole_frame(tmp_path):
     make_tiny_bundle(tmp_path / "b")
     _edit_manifest(tmp_path / "b", tiling={"reference_width": 256, "tile": 32, "stride": 32})
