@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edge.atomic_file import write_bytes_atomic
 from train.metrics import evaluate
 
 MIN_AGREEMENT = 0.99
@@ -179,7 +180,7 @@ def write_layer_report(path: str | Path, gate: GateResult, rows: list[dict[str, 
     data = {"variant": variant, "gate": gate.to_dict(), "error_enters_at": entry,
             "largest_sqnr_drop": step, "sqnr_alarm_db": SQNR_ALARM_DB, "note": note,
             "kernel_check": kernels, "error_sources": sources, "layers": rows}
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
     lines = [f"# INT8 gate failure: {variant}", "", *[f"- {f}" for f in gate.failures],
              f"- first tensor below {SQNR_ALARM_DB:g} dB SQNR: {entry or 'none'}",
              "- largest SQNR drop from one tensor to the next: "
@@ -199,5 +200,5 @@ def write_layer_report(path: str | Path, gate: GateResult, rows: list[dict[str, 
         fmt = [f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k])
                for k in ("relative_error", "sqnr_db", "cosine")]
         lines.append(f"| {r['tensor']} | {r['op']} | " + " | ".join(fmt) + " |")
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_bytes_atomic(path.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
     return path

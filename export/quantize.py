@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edge.atomic_file import write_bytes_atomic
 from edge.bundle import Bundle, BundleError, Manifest, load_bundle, write_bundle
 from edge.decode import FrameError, read_image
 from edge.preprocess import frame_to_tiles
@@ -129,6 +130,20 @@ def variant_grid(full: bool = True) -> list[QuantVariant]:
         return grid
     return [v for v in grid if v.equalize is None and (
         v.calibration == "minmax" or (v.fmt, v.activation, v.per_channel) == ("qdq", "u8", True))]
+
+
+def select_variants(names: list[str], full: bool = True) -> list[QuantVariant]:
+    """The variants to run: the full or short grid, or (``names``) those named, taken from the
+    full grid in its order. Raises QuantizeError naming any name that is not a variant."""
+    grid = variant_grid(full or bool(names))
+    if not names:
+        return grid
+    known = {v.name for v in grid}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise QuantizeError(f"unknown variant(s) {', '.join(unknown)}; the grid's variants are: "
+                            + ", ".join(v.name for v in grid))
+    return [v for v in grid if v.name in names]
 
 
 @dataclass
@@ -397,7 +412,12 @@ def _int8_manifest(base: Manifest, precision: str, variant: QuantVariant, row: d
     for key in ("agreement_with_teacher", "accuracy_kept"):
         if key in metrics:
             metrics[f"float_{key}"] = metrics.pop(key)
-    metrics.update({"accuracy": row["accuracy"], "mean_recall": row["mean_recall"],
+    # The INT8 figures are on the gate's tiles (fewer with --val-frames); the float bundle's
+    # own figures keep their count under "float_tiles" where it differs.
+    tiles = row["gate"]["tiles"]
+    if metrics.get("tiles") not in (None, tiles):
+        metrics["float_tiles"] = metrics["tiles"]
+    metrics.update({"tiles": tiles, "accuracy": row["accuracy"], "mean_recall": row["mean_recall"],
                     "per_class_recall": row["per_class_recall"], "confusion": row["confusion"],
                     "agreement_with_float": row["agreement"],
                     "float_accuracy": row["float_accuracy"],
@@ -505,6 +525,7 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
     if m.precision != "fp32":
         raise QuantizeError(f"{bundle.path}: precision is '{m.precision}'; quantize an fp32 "
                             "bundle")
+    grid = select_variants(cfg.variants, cfg.full_grid)
     try:
         onnx.checker.check_model(onnx.load(str(bundle.model_path)))
     except Exception as exc:  # onnx raises several types for bad files
@@ -525,9 +546,6 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
     float_speed = {t: time_model(bundle.model_path, frames, name, t, cfg.repeats)
                    for t in cfg.threads}
     log(f"float: {len(val.labels)} scored val tiles, speed {float_speed}")
-    grid = variant_grid(cfg.full_grid)
-    if cfg.variants:
-        grid = [v for v in grid if v.name in cfg.variants]
     rows: list[dict[str, Any]] = []
     out, tmp = Path(cfg.out), Path(tempfile.mkdtemp(prefix="edge-quant-"))
     try:
@@ -614,7 +632,7 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
             also = f"; {trt_error}" if trt_error else (
                 f"; TensorRT bundle written at {trt['bundle']}" if trt else "")
             table_path = out.parent / f"{out.name}.variants.json"
-            table_path.write_text(json.dumps(table, indent=2) + "\n")
+            write_bytes_atomic(table_path, (json.dumps(table, indent=2) + "\n").encode())
             if gate_passing:
                 fastest = max(gate_passing, key=lambda r: r["speedup_side_by_side"])
                 raise GateError(

@@ -12,12 +12,15 @@ into the convolution before it (convolutions with a bias, the batch norms ``nn.I
 (:mod:`export.qat`) trains that form, so the weights it trains are the ones INT8 quantizes.
 
 Counting (:func:`count_onnx_graph`): onnx shape inference gives every tensor's shape at
-batch 1; then, per node,
+batch 1 (where it stops at an ONNX Runtime contrib op of a QOperator graph, one run of the
+model on zeros gives the rest); then, per node (QLinearConv and ConvInteger as Conv; QGemm,
+QLinearMatMul and MatMulInteger as Gemm / MatMul),
 - Conv: MACs = N * C_out * H_out * W_out * (C_in / group) * kH * kW,
 - Gemm / MatMul: MACs = M * K * N (the product of the output's size and the shared axis),
 and FLOPs = 2 * MACs (one multiply and one add; biases, ReLU, pooling and the element-wise
 residual additions are not counted: they are < 1% here). Parameters are the elements of
-the float initializers (after export, so folded batch norms count as convolution biases).
+the float initializers (after export, so folded batch norms count as convolution biases),
+and in an INT8 graph the integer weights and biases (not the scales and zero points).
 """
 
 from __future__ import annotations
@@ -148,11 +151,57 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int] | None:
     return dims
 
 
+# The compute nodes counted, as (kind, activation input, weight input, parameter inputs):
+# float ops, and the integer ops of ONNX Runtime's QOperator format, whose other initializer
+# inputs are scales and zero points.
+_COUNTED = {
+    "Conv": ("conv", 0, 1, (1, 2)),
+    "Gemm": ("gemm", 0, 1, (1, 2)),
+    "MatMul": ("matmul", 0, 1, (1,)),
+    "QLinearConv": ("conv", 0, 3, (3, 8)),
+    "ConvInteger": ("conv", 0, 1, (1,)),
+    "QGemm": ("gemm", 0, 3, (3, 6)),
+    "QLinearMatMul": ("matmul", 0, 3, (3,)),
+    "MatMulInteger": ("matmul", 0, 1, (1,)),
+}
+
+
+def _is_quantized_op(op_type: str) -> bool:
+    return op_type in ("QuantizeLinear", "DequantizeLinear", "QGemm", "ConvInteger",
+                       "MatMulInteger", "DynamicQuantizeLinear") or op_type.startswith("QLinear")
+
+
+def _runtime_shapes(model: onnx.ModelProto, names: set[str]) -> dict[str, list[int]]:
+    """Shapes of tensors ``names`` at batch 1, by running the model once in ONNX Runtime on
+    zeros: for graphs whose contrib ops (QLinearAdd, QGemm...) onnx shape inference stops at."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in sorted(names - known))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    inits = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = _dims(vi)
+        if dims is None:
+            raise ValueError(f"cannot infer the shape of graph input '{vi.name}'")
+        elem = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        feeds[vi.name] = np.zeros(dims, dtype=elem)
+    outputs = [o.name for o in session.get_outputs()]
+    values = session.run(outputs, feeds)
+    return {n: list(v.shape) for n, v in zip(outputs, values, strict=True) if n in names}
+
+
 def count_onnx_graph(model: onnx.ModelProto | bytes) -> dict[str, Any]:
-    """Parameters, MACs and FLOPs per input item (batch 1) of a float or Q/DQ ONNX model.
+    """Parameters, MACs and FLOPs per input item (batch 1) of a float, Q/DQ or QOperator
+    ONNX model.
 
     Returns ``{"parameters", "macs", "flops", "mflops", "per_op": {op_type: macs}}``;
-    raises ValueError when a Conv/Gemm/MatMul shape cannot be inferred.
+    raises ValueError when a counted node's shapes cannot be found.
     """
     if isinstance(model, (bytes, bytearray)):
         model = onnx.load_from_string(bytes(model))
@@ -164,28 +213,33 @@ def count_onnx_graph(model: onnx.ModelProto | bytes) -> dict[str, Any]:
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for name, arr in inits.items():
         shapes[name] = list(arr.shape)
-    # Weights: float initializers, and the quantized weights and biases a Q/DQ graph
-    # dequantizes; not the scales and zero points, nor integer shape constants.
-    quantized = {node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
-    qparams = {name for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
-               for name in node.input[1:]}
+    counted = [n for n in graph.node if n.op_type in _COUNTED]
+    missing = {name for n in counted
+               for name in (n.output[0], n.input[_COUNTED[n.op_type][1]],
+                            n.input[_COUNTED[n.op_type][2]])
+               if shapes.get(name) is None}
+    if missing:
+        shapes.update(_runtime_shapes(model, missing))
+    # Weights: float initializers, the quantized weights and biases a Q/DQ graph dequantizes,
+    # and those a QOperator node reads; not scales, zero points or integer shape constants.
+    weights = {n.input[i] for n in counted for i in _COUNTED[n.op_type][3] if i < len(n.input)}
+    weights |= {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    qparams = {name for n in graph.node if _is_quantized_op(n.op_type)
+               for name in n.input} - weights
     params = int(sum(a.size for name, a in inits.items() if name not in qparams and (
-        np.issubdtype(a.dtype, np.floating) or name in quantized)))
+        np.issubdtype(a.dtype, np.floating) or name in weights)))
     per_op: dict[str, int] = {}
     total = 0
-    for node in graph.node:
-        if node.op_type not in ("Conv", "Gemm", "MatMul"):
-            continue
+    for node in counted:
+        kind, act_at, weight_at, _ = _COUNTED[node.op_type]
         out = shapes.get(node.output[0])
-        w = shapes.get(node.input[1])
-        a = shapes.get(node.input[0])
+        w = shapes.get(node.input[weight_at])
+        a = shapes.get(node.input[act_at])
         if out is None or w is None or a is None:
             raise ValueError(f"cannot infer the shapes of {node.op_type} node '{node.name}'")
-        if node.op_type == "Conv":
-            group = next((at.i for at in node.attribute if at.name == "group"), 1)
-            macs = int(np.prod(out)) * (w[1]) * int(np.prod(w[2:]))
-            del group  # w[1] is already C_in / group
-        elif node.op_type == "Gemm":
+        if kind == "conv":
+            macs = int(np.prod(out)) * (w[1]) * int(np.prod(w[2:]))  # w[1] = C_in / group
+        elif kind == "gemm":
             trans_a = next((at.i for at in node.attribute if at.name == "transA"), 0)
             k = a[0] if trans_a else a[-1]
             macs = int(np.prod(out)) * int(k)

@@ -25,6 +25,7 @@ from export.quantize import (
     snap_weights,
     variant_grid,
 )
+from export.student import count_onnx_graph
 from toolkit_cli.main import main
 
 logging.getLogger().setLevel(logging.ERROR)
@@ -98,6 +99,12 @@ def test_quantized_model_has_int8_operators(student, calib, tmp_path, fmt, op):
                          calib, "tiles")
     assert op in _ops(out)
     onnx.checker.check_model(onnx.load(str(out)))
+    # Parameters and MACs counted from the INT8 graph are the float model's (QOperator:
+    # QLinearConv / QGemm, whose shapes onnx inference loses after its contrib ops).
+    counts = count_onnx_graph(onnx.load(str(out)))
+    float_counts = count_onnx_graph(onnx.load(str(src)))
+    assert (counts["parameters"], counts["macs"]) == (float_counts["parameters"],
+                                                      float_counts["macs"])
 
 
 def test_u8_weights_are_uint8_with_zero_point_128(student, calib, tmp_path):
@@ -189,7 +196,7 @@ def test_quantize_bundle_writes_int8_and_trt_bundles(student, ai4mars_dir, tmp_p
     # the INT8 manifest's figures are the INT8 model's own, not the float bundle's
     metrics = int8.manifest.metrics
     confusion = np.array(metrics["confusion"])
-    assert confusion.sum() == metrics["gate"]["tiles"]
+    assert confusion.sum() == metrics["gate"]["tiles"] == metrics["tiles"]
     assert np.trace(confusion) / confusion.sum() == pytest.approx(metrics["accuracy"])
     assert metrics["confusion"] == chosen["confusion"]
     assert "agreement_with_teacher" not in metrics and "float_agreement_with_teacher" in metrics
@@ -250,15 +257,33 @@ def test_a_calibration_folder_of_images_is_used(student, ai4mars_dir, tmp_path):
     json.dumps(table)
 
 
-def test_a_variant_slower_than_float_is_not_written(student, ai4mars_dir, tmp_path):
+def test_unknown_variant_names_are_refused_before_any_work(student, tmp_path):
     cfg = QuantizeConfig(bundle=str(student["bundle"]), out=str(tmp_path / "int8"),
+                         data=str(tmp_path / "no-data-needed"),
+                         variants=["qdq-u8-pc-minmax", "qdq-u8-pc-minmaxx"])
+    with pytest.raises(QuantizeError, match=r"unknown variant\(s\) qdq-u8-pc-minmaxx; the "
+                                            r"grid's variants are: .*qdq-u8-pc-minmax"):
+        quantize_bundle(cfg, log=lambda *_: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_variants_named_with_the_short_grid_come_from_the_full_grid():
+    from export.quantize import select_variants
+
+    name = "qdq-u8-pc-percentile-stemfp-headfp-eq50"
+    assert name not in {v.name for v in variant_grid(full=False)}
+    assert [v.name for v in select_variants([name], full=False)] == [name]
+
+
+def test_a_variant_slower_than_float_is_not_written(student, ai4mars_dir, tmp_path):
+    cfg = QuantizeConfig(bundle=str(student["bundle"]), out=str(tmp_path / "new" / "int8"),
                          trt_out=None, data=str(ai4mars_dir), calib_frames=2, repeats=1,
                          threads=(1,), min_agreement=0.0, max_accuracy_drop=1.0,
                          min_speedup=1000.0, variants=["qdq-u8-pt-minmax"])
     with pytest.raises(GateError, match="pass the accuracy gate, but none is at least 1000x"):
         quantize_bundle(cfg, log=lambda *_: None)
-    assert not (tmp_path / "int8").exists()
-    table = json.loads((tmp_path / "int8.variants.json").read_text())
+    assert not (tmp_path / "new" / "int8").exists()  # its parent did not exist either
+    table = json.loads((tmp_path / "new" / "int8.variants.json").read_text())
     assert table["variants"][0]["passed"] is True
 
 
