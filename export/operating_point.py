@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -43,6 +44,7 @@ from export.distill import (
 )
 from export.student import Student
 from train.checkpoint import CheckpointError, git_revision, load_checkpoint, save_atomic
+from train.datasets.errors import DatasetError
 from train.metrics import evaluate
 from train.tiles import TileDataConfig
 
@@ -123,8 +125,11 @@ def choose_offset(rows: list[dict[str, Any]], criterion: str = "mean_recall",
         raise ValueError("no sweep rows to choose from")
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    best = max(r[criterion] for r in rows)
-    near = [r for r in rows if r[criterion] >= best - tolerance - 1e-12]
+    finite = [r for r in rows if math.isfinite(r[criterion])]
+    if not finite:
+        raise ValueError(f"{criterion} is undefined (NaN) at every swept offset")
+    best = max(r[criterion] for r in finite)
+    near = [r for r in finite if r[criterion] >= best - tolerance - 1e-12]
     return min(near, key=lambda r: (abs(r["offset"]), r["offset"]))["offset"]
 
 
@@ -165,6 +170,11 @@ def operating_point(cfg: OperatingPointConfig, log: Callable[[str], None] = prin
     rows = offset_sweep(logits, labels, k, cfg.offsets, classes)
     chosen_by = ("given" if cfg.offset is not None else
                  f"nearest zero within {cfg.tolerance:g} of the sweep's highest {cfg.criterion}")
+    if cfg.offset is None and not any(math.isfinite(r[cfg.criterion]) for r in rows):
+        raise DatasetError(
+            f"{data.root}: the {len(labels)} scored val tiles of {frames} frames leave "
+            f"{cfg.criterion} undefined (no class has 10 tiles); give more --max-val-frames, "
+            "--criterion accuracy, or --offset")
     offset = (float(cfg.offset) if cfg.offset is not None
               else choose_offset(rows, cfg.criterion, cfg.tolerance))
     if cfg.offset is not None and all(r["offset"] != offset for r in rows):

@@ -63,6 +63,11 @@ def test_choose_offset_takes_the_best_and_breaks_ties_toward_zero():
         choose_offset(rows, "f1")
     with pytest.raises(ValueError, match="no sweep"):
         choose_offset([])
+    # mean recall is NaN where no class has 10 scored tiles: such rows are never chosen
+    nan = float("nan")
+    assert choose_offset([{"offset": 0.0, "mean_recall": nan}, *rows[1:]]) == 1.0
+    with pytest.raises(ValueError, match="undefined"):
+        choose_offset([{"offset": 0.0, "mean_recall": nan}, {"offset": 1.0, "mean_recall": nan}])
     with pytest.raises(ValueError, match="criterion"):
         OperatingPointConfig(student="s", out="o", criterion="f1")
 
@@ -129,6 +134,22 @@ def test_command_with_a_given_offset_exports_a_bundle(student, tmp_path, capsys)
     assert rec2["previous"]["offset"] == 0.75 and rec2["previous"]["class"] == "big rock"
     # a student never shifted carries no record into its manifest
     assert "operating_point" not in load_bundle(student["bundle"]).manifest.provenance
+
+
+def test_too_few_val_tiles_for_mean_recall_exit_1_and_write_nothing(student, tmp_path, capsys,
+                                                                   monkeypatch):
+    import export.operating_point as op
+
+    def no_recall(*args, **kwargs):
+        return [dict(r, mean_recall=float("nan")) for r in offset_sweep(*args, **kwargs)]
+
+    monkeypatch.setattr(op, "offset_sweep", no_recall)
+    out = tmp_path / "op.pt"
+    code = main(["export", "operating-point", "--student", str(student["checkpoint"]),
+                 "--out", str(out), "--offsets", "0,1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "mean_recall undefined (no class has 10 tiles)" in err
+    assert not out.exists() and not (tmp_path / "op.pt.sweep.json").exists()
 
 
 def test_bad_class_or_offsets_exit_1_and_write_nothing(student, trained, tmp_path, capsys):
