@@ -492,7 +492,9 @@ def quantize_command(
     calib_frames: int = typer.Option(64, min=1, help="Calibration frames, spread evenly."),
     val_frames: int = typer.Option(None, min=1, help="Val frames for the gate (default all)."),
     grid: str = typer.Option("full", help="full (31 variants) or short (13)."),
-    variants: str = typer.Option("", help="Only these variants (comma-separated names)."),
+    variants: str = typer.Option("", help="Only these variants (comma-separated names, "
+                                 "from the full grid whatever --grid; an unknown name is "
+                                 "refused)."),
     repeats: int = typer.Option(10, min=1, help="Timing passes over 16 frames per variant."),
     threads: str = typer.Option("1,2", help="Thread counts to time; the first one ranks."),
     min_agreement: float = typer.Option(0.99, min=0.0, max=1.0,
