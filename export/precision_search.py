@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from train.datasets.ai4mars import load_ai4mars
+from train.datasets.errors import DatasetError
 from train.tiles import TileDataConfig, spread
 
 #: Operators whose quantization the search may undo: those with weights, and the pools
@@ -58,7 +59,12 @@ def search_tiles(cfg: TileDataConfig, calib_frames: int, frames: int) -> tuple[n
     description of where they came from."""
     data = load_ai4mars(Path(cfg.root))
     picks = search_frame_ids(data.splits(cfg.val_fraction)["train"], calib_frames, frames)
-    tiles = data.load_tiles(picks, cfg.input_spec, cfg.tiling, with_labels=True).scored().tiles
+    if picks:
+        tiles = data.load_tiles(picks, cfg.input_spec, cfg.tiling, with_labels=True).scored().tiles
+    if not picks or not len(tiles):
+        raise DatasetError(f"{cfg.root}: no scored train tiles outside the {calib_frames} "
+                           f"calibration frames to rank the layers on ({len(picks)} frames "
+                           "left); give fewer --calib-frames")
     return tiles, (f"{len(picks)} AI4Mars train frames, spread over the split, outside the "
                    f"{calib_frames} default calibration frames")
 

@@ -78,6 +78,17 @@ def test_search_frames_avoid_the_calibration_frames():
     assert picks == sorted(picks)  # still clock-ordered, spread over the split
 
 
+def test_no_search_tiles_left_is_a_clear_error(ai4mars_dir):
+    """Calibration takes every train frame: nothing is left to rank the layers on."""
+    from export.precision_search import search_tiles
+    from train.datasets.errors import DatasetError
+    from train.tiles import TileDataConfig
+
+    with pytest.raises(DatasetError, match=r"no scored train tiles outside the 1000 "
+                                           r"calibration frames.*fewer --calib-frames"):
+        search_tiles(TileDataConfig(root=str(ai4mars_dir)), calib_frames=1000, frames=400)
+
+
 def test_a_float_node_keeps_its_float_weights(student, tmp_path):
     from export.quantize import quantize_model
 
