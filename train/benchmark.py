@@ -193,7 +193,13 @@ class _Benchmark:
         key, pcfg = self.pretrain_config(method, dataset, seed)
         ckpt = Path(pcfg.out_dir) / "encoder.pt"
         done = Path(pcfg.out_dir) / "done.json"
+        settings = pretrain_settings(pcfg)
         if done.exists():
+            saved = json.loads(done.read_text()).get("settings")
+            # done.json files written before settings were recorded are taken as they are
+            if saved is not None and saved != settings:
+                raise ValueError(f"{done}: its encoder was pretrained with other settings than "
+                                 "this run's; use another --work-dir or remove it")
             return ckpt
         pool_key = tuple(pcfg.domains)
         if pool_key not in self.pools:
@@ -201,7 +207,8 @@ class _Benchmark:
         self.log(f"pretraining {key}, seed {seed}")
         t0 = time.perf_counter()
         pretrain(replace(pcfg, resume=True), log=self.log, pool=self.pools[pool_key])
-        write_json_atomic(done, {"key": key, "seconds": round(time.perf_counter() - t0, 1)})
+        write_json_atomic(done, {"key": key, "seconds": round(time.perf_counter() - t0, 1),
+                                 "settings": settings})
         return ckpt
 
     def run_records(self, datasets: list[str]) -> list[dict[str, Any]]:
@@ -274,6 +281,21 @@ class _Benchmark:
         return out
 
 
+#: What makes two pretrainings the same, for reusing a cached encoder, with the tile data's
+#: settings; not where the data lies, the threads or the output folder (a work folder may
+#: move between machines).
+PRETRAIN_SETTINGS = ("preset", "augment", "batch_size", "epochs", "max_minutes", "lr",
+                     "weight_decay", "temperature", "seed", "domains", "max_items_per_domain",
+                     "epoch_size", "cluster", "monitor")
+
+
+def pretrain_settings(pcfg: PretrainConfig) -> dict[str, Any]:
+    """The JSON form of ``pcfg``'s :data:`PRETRAIN_SETTINGS`."""
+    full = asdict(pcfg)
+    data = {k: v for k, v in full["data"].items() if k != "root"}
+    return json.loads(json.dumps({"data": data, **{k: full[k] for k in PRETRAIN_SETTINGS}}))
+
+
 def _check_same_preset(path: Path, preset: dict[str, Any]) -> None:
     """Refuse to mix results of different settings under one work folder."""
     saved = json.loads(path.read_text()).get("preset")
@@ -321,19 +343,23 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print) -> l
                                           + time.perf_counter() - t0, 1)
                 write_json_atomic(path, result)
     records = summarise(bench.work, bench.preset.name, cfg.command, datasets, cfg.methods,
-                        cfg.fractions)
+                        cfg.fractions, seeds=cfg.seeds)
     write_summary(Path(cfg.out_dir), records, asdict(bench.preset), bench.run_records(datasets))
     return records
 
 
 def summarise(work: Path, preset: str, command: str, datasets: list[str],
-              methods: tuple[str, ...], fractions: tuple[float, ...]) -> list[dict]:
-    """benchmark.json records (mean and sample std over the seeds found) from result files."""
+              methods: tuple[str, ...], fractions: tuple[float, ...],
+              seeds: tuple[int, ...] | None = None) -> list[dict]:
+    """benchmark.json records (mean and sample std over the seeds) from result files:
+    ``seeds`` only (the run's ``--seeds``: a work folder may hold other seeds' results, and
+    the records' command names these), or every seed found."""
     records = []
     for dataset in datasets:
         for method in methods:
             runs = sorted(results_folder(work, dataset, method).glob("seed*.json"))
             results = [json.loads(r.read_text()) for r in runs]
+            results = [r for r in results if seeds is None or r["seed"] in seeds]
             for frac in fractions:
                 got = [(r["seed"], r["fractions"][str(frac)]) for r in results
                        if str(frac) in r["fractions"]]

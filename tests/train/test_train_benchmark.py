@@ -96,6 +96,18 @@ def test_summarise_mean_std_and_fields(tmp_path):
     assert (r["mean"], r["std"], r["seeds"]) == (0.6, 0.1, [0, 1, 2])
 
 
+def test_summarise_takes_only_the_seeds_asked_for(tmp_path):
+    """Seeds 0-2 are in the work folder; a run with --seeds 0,1 averages those two only."""
+    work = tmp_path / "work"
+    write_results(work)
+    records = summarise(work, "cpu-tiny", "edge train benchmark --seeds 0,1",
+                        ["ai4mars"], ("supervised",), (0.1,), seeds=(0, 1))
+    r = next(r for r in records if r["metric"] == "accuracy")
+    values = [RESULTS[("ai4mars", "supervised")][s]["0.1"][0] for s in (0, 1)]
+    assert r["seeds"] == [0, 1] and r["values"] == pytest.approx(values)
+    assert r["mean"] == pytest.approx(np.mean(values), abs=1e-4)
+
+
 def test_markdown_and_atomic_write(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     write_results(work)
@@ -213,6 +225,16 @@ def test_run_benchmark_end_to_end_and_cached(ai4mars_root, tmp_path, monkeypatch
     monkeypatch.setattr(tb, "load_encoder", no_training)
     assert run_benchmark(wider, log=quiet) == wider_records
     assert run_benchmark(cfg, log=quiet) == records
+
+    # A cached encoder pretrained with other settings is refused, not reused.
+    done = work / "seed0" / "simclr_on_ai4mars" / "done.json"
+    saved = json.loads(done.read_text())
+    assert saved["settings"]["seed"] == 0 and "root" not in saved["settings"]["data"]
+    saved["settings"]["lr"] = 1.0
+    done.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"simclr_on_ai4mars/done\.json: its encoder was "
+                                         r"pretrained with other settings"):
+        run_benchmark(replace(cfg, methods=("simclr",), fractions=(0.75,)), log=quiet)
 
 
 def test_unknown_method_raises_with_its_name(tmp_path):
