@@ -116,6 +116,10 @@ class FrameClassifier:
             result = self.classify(image)
         except FrameError as exc:  # tiling errors do not know the frame's name; decode errors do
             raise FrameError(f"{name}: {exc}") from exc
+        except MemoryError:  # a large frame on a small board: skip it, keep the run going
+            height, width = image.shape[:2]
+            raise FrameError(f"{name}: not enough memory to classify this {width}x{height} "
+                             "frame") from None
         result.timings_ms = {"decode": decode_ms, **result.timings_ms}
         return result
 

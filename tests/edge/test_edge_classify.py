@@ -68,6 +68,19 @@ def test_float_frame_with_non_finite_pixels_is_refused_by_name(classifier, bad):
         classifier.classify_ref(ref)
 
 
+def test_out_of_memory_on_one_frame_is_a_frame_error(classifier, monkeypatch):
+    import edge.classify as classify_mod
+
+    def no_memory(*_args, **_kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(classify_mod, "frame_to_tiles", no_memory)
+    ref = FrameRef("cam/huge.png", lambda: synthetic_frame(300, 400))
+    with pytest.raises(FrameError, match=r"^cam/huge\.png: not enough memory to classify "
+                                         r"this 400x300 frame$"):
+        classifier.classify_ref(ref)
+
+
 class _NanRunner:
     """A runner whose model output is NaN for the second tile of every batch."""
 
