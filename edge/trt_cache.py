@@ -36,7 +36,7 @@ from edge import __version__
 from edge.atomic_file import write_bytes_atomic
 from edge.bundle import BundleError, Manifest
 from edge.tiling import TilingSpec, tile_boxes
-from edge.trt_qdq import default_precision
+from edge.trt_qdq import default_precision, int8_source_problem
 
 CACHE_SCHEMA = 1
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -517,6 +517,11 @@ def resolve_key(
                                 f"{', '.join(PRECISIONS)}")
     if precision is not None and precision not in PRECISIONS:
         raise TensorRTError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    # --precision int8 or $EDGE_TRT_PRECISION=int8 for a model without Q/DQ nodes would build
+    # an INT8 engine with no scales at all
+    problem = int8_source_problem(model_bytes, precision or "")
+    if problem:
+        raise TensorRTError(f"model of bundle '{manifest.name}': {problem}")
     if max_batch is None and not chosen:
         found = select_cached_key(entries, manifest.sha256, tensorrt_version, gpu_name,
                                   compute_capability, manifest.input.channels,

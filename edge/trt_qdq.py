@@ -88,6 +88,23 @@ def has_qdq_nodes(model_bytes: bytes) -> bool:
     return all(counts[op] > 0 for op in QDQ_OPS)
 
 
+def int8_source_problem(model_bytes: bytes, precision: str) -> str | None:
+    """Why an engine of ``precision`` cannot be built from this model, or None: INT8 here is
+    explicit quantization only, so an ``int8`` engine needs Q/DQ nodes (bytes that cannot be
+    read are let through: the ONNX parser will say what is wrong with them)."""
+    if precision != "int8":
+        return None
+    try:
+        quantized = has_qdq_nodes(model_bytes)
+    except ValueError:
+        return None
+    if quantized:
+        return None
+    return ("the model has no QuantizeLinear/DequantizeLinear nodes: INT8 here is explicit "
+            "quantization only (no calibration); export a Q/DQ model or use --precision fp16 "
+            "(or $EDGE_TRT_PRECISION=fp16)")
+
+
 def default_precision(model_bytes: bytes) -> str:
     """``int8`` for an explicitly quantized (Q/DQ) model, else ``fp16``."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -115,8 +116,8 @@ def tensorrt_command(
     Example: edge export tensorrt runs/bundle --precision fp16
     """
     from edge.bundle import BundleError, load_bundle
-    from edge.trt_cache import PRECISIONS, remove_entry
-    from edge.trt_qdq import has_qdq_nodes
+    from edge.trt_cache import PRECISION_ENV, PRECISIONS, remove_entry
+    from edge.trt_qdq import int8_source_problem
 
     def warn(message: str) -> None:
         typer.echo(f"warning: {message}", err=True)
@@ -127,17 +128,12 @@ def tensorrt_command(
         loaded = load_bundle(bundle)
     except BundleError as exc:
         raise _fail(str(exc)) from None
-    if precision == "int8":
-        try:
-            quantized = has_qdq_nodes(loaded.model_path.read_bytes())
-        except ValueError as exc:
-            warn(f"cannot tell whether {loaded.model_path} carries Q/DQ nodes ({exc}); "
-                 "building INT8 anyway")
-            quantized = True
-        if not quantized:
-            raise _fail(f"{loaded.model_path} has no QuantizeLinear/DequantizeLinear nodes: INT8 "
-                        "here is explicit quantization only (no calibration); export a Q/DQ "
-                        "model or use --precision fp16")
+    # Before TensorRT is needed; the runner checks the precision it resolves
+    # ($EDGE_TRT_PRECISION included) again.
+    problem = int8_source_problem(loaded.model_path.read_bytes(),
+                                  precision or os.environ.get(PRECISION_ENV, "").strip().lower())
+    if problem:
+        raise _fail(f"{loaded.model_path}: {problem}")
     from edge.trt_runner import TensorRTRunner, verify_against_onnxruntime
 
     try:

@@ -12,6 +12,7 @@ import stat
 
 import numpy as np
 import pytest
+from onnx_graphs import qdq_model_bytes
 from tiny_model import tiny_manifest, tiny_model_bytes
 
 from edge.tiling import TilingSpec
@@ -453,11 +454,22 @@ def _manifest_and_model(model_bytes=None):
 def test_resolve_key_explicit_options_name_the_engine():
     m, model = _manifest_and_model()
     cached = [entry(make_key(precision="fp32"), "2026-01-01")]
-    key = resolve_key(m, model, "10.3.0", "Orin", "8.7", cached, precision="int8",
+    key = resolve_key(m, qdq_model_bytes(), "10.3.0", "Orin", "8.7", cached, precision="int8",
                       max_batch=32, env={})
     assert key.precision == "int8" and key.profile == EngineProfile(1, 32, 32, 1, 32)
     key = resolve_key(m, model, "10.3.0", "Orin", "8.7", cached, precision="fp16", env={})
     assert key == make_key()
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_resolve_key_refuses_int8_for_a_model_without_qdq_nodes(how):
+    """An INT8 engine of a plain float model would have no scales: refused whether int8
+    comes from --precision or from $EDGE_TRT_PRECISION (which the export's own check missed)."""
+    m, model = _manifest_and_model()
+    option = {"precision": "int8", "env": {}} if how == "option" else {
+        "env": {PRECISION_ENV: "int8"}}
+    with pytest.raises(TensorRTError, match="no QuantizeLinear/DequantizeLinear nodes"):
+        resolve_key(m, model, "10.3.0", "Orin", "8.7", [], **option)
 
 
 def test_resolve_key_without_options_prefers_the_cached_engine():
@@ -572,5 +584,5 @@ def test_resolve_key_refuses_the_cpu_int8_bundle_naming_what_to_use():
     assert "zero points" in message and "int8-qdq-trt" in message
     assert "runs/models/bundles/student-fp32" in message and "--precision fp16" in message
     m.precision = "int8-qdq-trt"   # the TensorRT-targeted bundle is taken
-    assert resolve_key(m, model, "10.3.0", "Orin", "8.7", [], precision="int8",
+    assert resolve_key(m, qdq_model_bytes(), "10.3.0", "Orin", "8.7", [], precision="int8",
                        env={}).precision == "int8"

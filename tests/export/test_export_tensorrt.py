@@ -89,6 +89,14 @@ def test_export_tensorrt_int8_needs_qdq_nodes(plain_bundle, capsys):
     assert "--precision fp16" in err
 
 
+def test_export_tensorrt_int8_from_the_environment_needs_qdq_nodes(plain_bundle, capsys,
+                                                                   monkeypatch):
+    monkeypatch.setenv("EDGE_TRT_PRECISION", "int8")
+    code = main(["export", "tensorrt", str(plain_bundle.path)])
+    assert code == 1
+    assert "has no QuantizeLinear/DequantizeLinear nodes" in capsys.readouterr().err
+
+
 def test_export_tensorrt_int8_of_a_qdq_bundle_gets_to_tensorrt(qdq_bundle, tmp_path, capsys,
                                                                no_tensorrt):
     code = main(["export", "tensorrt", str(qdq_bundle.path), "--precision", "int8",
