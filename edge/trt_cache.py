@@ -19,13 +19,15 @@ Nothing here imports tensorrt or CUDA: :mod:`edge.trt_runner` does, lazily.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +53,7 @@ PRECISION_ENV = "EDGE_TRT_PRECISION"
 SUPPORTED_TENSORRT_MAJOR = 10
 PLAN_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".json"
+LOCK_SUFFIX = ".lock"
 
 #: Logit tolerance ``(atol, rtol)`` per precision for :func:`compare_logits`. Chosen from the
 #: usual FP16/INT8 error of small CNNs; not yet checked on a Jetson (see docs/jetson.md).
@@ -301,23 +304,32 @@ def check_plan(plan_path: Path, sidecar_path: Path, key: EngineKey) -> PlanCheck
     return PlanCheck(plan, None)
 
 
-def remove_entry(plan_path: Path) -> None:
-    """Delete a plan and its sidecar if possible (a read-only folder keeps them)."""
+def remove_entry(plan_path: Path) -> bool:
+    """Delete a plan and its sidecar if possible; whether neither is left (a read-only folder
+    keeps them)."""
     for path in (plan_path, plan_path.with_suffix(SIDECAR_SUFFIX)):
         try:
             path.unlink(missing_ok=True)
         except OSError:
             pass
+    return not plan_path.exists() and not plan_path.with_suffix(SIDECAR_SUFFIX).exists()
 
 
 @dataclass
 class Lookup:
     """Result of :meth:`EngineCache.lookup`: a usable plan and where it lies, or the reasons
-    why the entries found could not be used (none found: no plan and no reasons)."""
+    why the entries found could not be used (none found: no plan and no reasons);
+    ``others``: the usable entries of later folders, ``(plan, path)``, preferred first."""
 
     plan: bytes | None = None
     path: Path | None = None
     problems: list[str] = field(default_factory=list)
+    others: list[tuple[bytes, Path]] = field(default_factory=list)
+
+    def usable(self) -> list[tuple[bytes, Path]]:
+        """Every entry that passed :func:`check_plan`, ``(plan, path)``, preferred first."""
+        return ([(self.plan, self.path)] if self.plan is not None and self.path else []) \
+            + self.others
 
 
 class EngineCache:
@@ -374,17 +386,42 @@ class EngineCache:
 
     def lookup(self, key: EngineKey) -> Lookup:
         """The first entry for ``key`` that passes :func:`check_plan`, searching
-        :attr:`read_dirs`; the reasons for entries that fail."""
+        :attr:`read_dirs` (the later ones that pass too, in ``others``); the reasons for
+        entries that fail."""
         found = Lookup()
         for directory in self.read_dirs:
             plan_path, sidecar_path = self.paths(directory, key.key)
             if not plan_path.exists() and not sidecar_path.exists():
                 continue
             check = check_plan(plan_path, sidecar_path, key)
-            if check.plan is not None:
-                return Lookup(check.plan, plan_path, found.problems)
-            found.problems.append(f"{plan_path}: {check.reason}")
+            if check.plan is None:
+                found.problems.append(f"{plan_path}: {check.reason}")
+            elif found.plan is None:
+                found.plan, found.path = check.plan, plan_path
+            else:
+                found.others.append((check.plan, plan_path))
         return found
+
+    @contextlib.contextmanager
+    def building(self, key: EngineKey) -> Iterator[None]:
+        """Hold ``<key>.lock`` in the write folder (an exclusive ``flock``, waited for) while
+        one process builds and stores an engine, so that two processes never interleave a
+        plan with another build's sidecar; no lock where nothing can be written."""
+        directory = self.write_dir()
+        if directory is None:
+            yield
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(directory / f"{key.key}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield  # store() will warn if the folder cannot be written either
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def store(self, key: EngineKey, plan: bytes) -> Path | None:
         """Write ``<key>.plan`` then its sidecar, each atomically; None (with a warning) when
@@ -411,9 +448,10 @@ class EngineCache:
             return None
         return plan_path
 
-    def remove(self, plan_path: Path) -> None:
-        """Delete a plan and its sidecar if possible (a read-only folder keeps them)."""
-        remove_entry(plan_path)
+    def remove(self, plan_path: Path) -> bool:
+        """Delete a plan and its sidecar if possible; whether they are gone (a read-only folder
+        keeps them)."""
+        return remove_entry(plan_path)
 
     def entries(self) -> list[dict[str, Any]]:
         """Parsed sidecars of every folder (unreadable ones skipped), each with ``"path"``."""
@@ -561,20 +599,42 @@ def obtain_engine(
 
     ``load`` raises :class:`StalePlan` for a plan it cannot use (TensorRT cannot deserialise
     it, or its inputs and outputs do not match the manifest): a cached plan is then removed
-    and rebuilt with a warning; a freshly built one raises :class:`TensorRTError`.
+    (or, in a read-only folder, passed over for the next folder's) and rebuilt with a warning;
+    a freshly built one raises :class:`TensorRTError`. Building and storing hold the key's
+    lock (:meth:`EngineCache.building`); after waiting for it the cache is read again, since
+    another process may have built the engine meanwhile.
     """
-    if not rebuild:
+    refused: set[Path] = set()
+
+    def from_cache(report: bool) -> tuple[T, EngineSource] | None:
         found = cache.lookup(key)
-        if found.plan is not None:
+        for plan, path in found.usable():
+            if path in refused:
+                continue
             try:
-                return load(found.plan), EngineSource(key, found.path, built=False)
+                return load(plan), EngineSource(key, path, built=False)
             except StalePlan as exc:
-                warn(f"cached engine {found.path} cannot be used ({exc}); rebuilding it")
-                cache.remove(found.path)
-        elif found.problems:
+                refused.add(path)
+                if cache.remove(path):
+                    warn(f"cached engine {path} cannot be used ({exc}); removed, rebuilding it")
+                else:
+                    warn(f"cached engine {path} cannot be used ({exc}) and cannot be removed "
+                         "(read-only folder); passing over it")
+        if report and found.problems:
             warn("cached engine is stale, rebuilding it: " + "; ".join(found.problems))
-    plan = build()
-    path = cache.store(key, plan)
+        return None
+
+    if not rebuild:
+        got = from_cache(report=True)
+        if got is not None:
+            return got
+    with cache.building(key):
+        if not rebuild:
+            got = from_cache(report=False)
+            if got is not None:
+                return got
+        plan = build()
+        path = cache.store(key, plan)
     try:
         return load(plan), EngineSource(key, path, built=True)
     except StalePlan as exc:

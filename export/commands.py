@@ -154,10 +154,15 @@ def tensorrt_command(
             comparison = verify_against_onnxruntime(loaded, runner, check_tiles)
             typer.echo(f"  {comparison.summary()}")
             if not comparison.within_tolerance:
-                if source.path is not None:
-                    remove_entry(source.path)
+                if source.path is None:
+                    what = "the engine was not cached"
+                elif remove_entry(source.path):
+                    what = "the engine was removed from the cache"
+                else:
+                    what = (f"the engine {source.path} could not be removed (read-only "
+                            "folder?): remove it, or --rebuild")
                 raise _fail(f"TensorRT disagrees with ONNX Runtime beyond the {key.precision} "
-                            "tolerance; the engine was removed from the cache")
+                            f"tolerance; {what}")
     except BundleError as exc:
         raise _fail(str(exc)) from None
     finally:

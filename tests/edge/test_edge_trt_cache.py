@@ -414,6 +414,46 @@ def test_obtain_with_read_only_cache_uses_the_fallback_then_finds_it_quietly(tmp
     assert len(warn.messages) == 1 and build.calls == 1
 
 
+def test_a_refused_plan_that_cannot_be_removed_is_passed_over_not_rebuilt_each_run(tmp_path):
+    """TensorRT refuses a plan in a read-only folder: the engine is built once into the
+    fallback folder, and later runs use that one instead of rebuilding every time."""
+    warn, build = Recorder(), Builder()
+    obtain_engine(make_cache(tmp_path), make_key(), build, loader(), warn)  # plan #1, preferred
+    for _ in range(3):
+        cache = make_cache(tmp_path, (False, True), warn)
+        cache.remove = lambda path: False  # the read-only folder keeps the refused plan
+        engine, source = obtain_engine(cache, make_key(), build, loader(bad={b"plan #1"}), warn)
+        assert engine == ("engine", b"plan #2") and source.path.parent == tmp_path / "fallback"
+    assert build.calls == 2
+    assert sum("cannot be removed (read-only folder); passing over it" in m
+               for m in warn.messages) == 3
+
+
+def test_a_process_waiting_for_another_build_uses_that_engine(tmp_path):
+    """Two processes after the same engine: the second waits for the first's lock, then
+    finds its plan and builds nothing (and never pairs a plan with the other's sidecar)."""
+    import threading
+    import time
+
+    holding = threading.Event()
+
+    def other_process():
+        other = make_cache(tmp_path)
+        with other.building(make_key()):
+            holding.set()
+            time.sleep(0.3)
+            other.store(make_key(), b"plan by the other process")
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    holding.wait(5)
+    build = Builder()
+    engine, source = obtain_engine(make_cache(tmp_path), make_key(), build, loader())
+    thread.join()
+    assert engine == ("engine", b"plan by the other process") and not source.built
+    assert build.calls == 0
+
+
 def test_timing_cache_is_per_tensorrt_and_gpu(tmp_path):
     cache = make_cache(tmp_path)
     assert cache.load_timing_cache(make_key()) is None
