@@ -19,6 +19,12 @@ from edge.run import apply_thread_budget
 from edge.runners import make_runner
 from edge.sources import FrameRef
 
+#: Untimed frames a model runs each time its turn comes in an interleaved comparison. The
+#: model timed before it leaves its thread pool spin-waiting for a while (ONNX Runtime's
+#: and OpenMP's), which made the first frames after a switch about twice as slow at 2
+#: threads on a 2-core machine and set the p99 of every interleaved round.
+SETTLE_FRAMES = 3
+
 
 @dataclass
 class BenchConfig:
@@ -59,7 +65,8 @@ def _time_passes(classifier: FrameClassifier, frames: list[FrameRef], warmup: in
                  repeats: int, into: _Passes) -> _Passes:
     """Add ``repeats`` timed passes over ``frames`` (after ``warmup`` untimed frames) to
     ``into``, end to end: decode to written and flushed JSONL records, in a temporary
-    folder."""
+    folder (a frame decoded while its source was read, ``ref.decode_ms``, counts that
+    decode time in every pass)."""
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         writer = RunWriter(Path(tmp))
         try:
@@ -69,17 +76,22 @@ def _time_passes(classifier: FrameClassifier, frames: list[FrameRef], warmup: in
                 except FrameError:
                     pass
             start = time.perf_counter()
+            decoded_before = 0.0
             for _ in range(repeats):
                 for ref in frames:
+                    # A video or camera frame was decoded once, while the source was read: its
+                    # decode time then is counted in every pass, as a file's decode is.
+                    before = ref.decode_ms or 0.0
                     t0 = time.perf_counter()
                     try:
                         n, size = _one_frame(classifier, writer, ref)
                     except FrameError:
                         continue
-                    into.latencies.append((time.perf_counter() - t0) * 1e3)
+                    into.latencies.append((time.perf_counter() - t0) * 1e3 + before)
+                    decoded_before += before
                     into.tiles += n
                     into.sizes.add(size)
-            into.wall += time.perf_counter() - start
+            into.wall += time.perf_counter() - start + decoded_before / 1e3
         finally:
             writer.close()
     return into
@@ -113,9 +125,10 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
 
     The thread counts are timed interleaved: after ``warmup`` untimed frames each, every one
     of the ``repeats`` passes over the frames times each thread count once, in an order
-    rotated by one each pass, so that a slow spell of a shared machine hits them alike.
-    Every frame is decoded from its file in every pass (the OS page cache keeps the
-    bytes in memory, as a rover's frame buffer would).
+    rotated by one each pass, so that a slow spell of a shared machine hits them alike;
+    each turn starts with :data:`SETTLE_FRAMES` untimed frames. Every frame is decoded from
+    its file in every pass (the OS page cache keeps the bytes in memory, as a rover's frame
+    buffer would); a video's frames count the decode time measured when they were read.
     """
     classifiers = []
     for threads in config.threads:
@@ -129,6 +142,7 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
         k = r % len(order)
         for i in order[k:] + order[:k]:
             apply_thread_budget(config.threads[i])
+            _time_passes(classifiers[i], frames[:SETTLE_FRAMES], 0, 1, _Passes())  # untimed
             _time_passes(classifiers[i], frames, 0, 1, passes[i])
     return [{"backend": config.backend, "threads": threads, **_summary(p)}
             for threads, p in zip(config.threads, passes, strict=True)]
@@ -144,7 +158,8 @@ def time_interleaved(classifiers: list[tuple[str, FrameClassifier]], frames: lis
     """Per label, the :func:`time_classifier` result of each of ``rounds`` rounds: after
     ``warmup`` untimed frames each, every round times every classifier for ``repeats`` passes
     over ``frames``, in an order rotated by one each round, so that all of them see the same
-    load and no one always runs first."""
+    load and no one always runs first; each turn starts with :data:`SETTLE_FRAMES` untimed
+    frames."""
     if not classifiers or rounds < 1:
         raise ValueError("interleaved timing needs at least one model and one round")
     for _, classifier in classifiers:
@@ -153,6 +168,7 @@ def time_interleaved(classifiers: list[tuple[str, FrameClassifier]], frames: lis
     for r in range(rounds):
         k = r % len(classifiers)
         for label, classifier in classifiers[k:] + classifiers[:k]:
+            time_classifier(classifier, frames[:SETTLE_FRAMES], 0, 1)  # untimed: see SETTLE_FRAMES
             runs[label].append(time_classifier(classifier, frames, 0, repeats))
     return runs
 

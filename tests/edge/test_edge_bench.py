@@ -35,6 +35,19 @@ def test_bench_interleaves_the_thread_counts_pass_by_pass(frames_dir, tiny_bundl
     assert all(r["frames"] == 3 * len(frames) for r in rows)
 
 
+def test_a_frame_decoded_while_its_source_was_read_counts_that_decode(tiny_bundle):
+    """A video frame is decoded once, when the source is read; its decode time is still
+    part of every pass's per-frame time and of the throughput's wall time."""
+    from edge.sources import FrameRef
+
+    image = synthetic_frame(256, 256)
+    frames = [FrameRef(f"clip.avi#{i:06d}", lambda: image, decode_ms=40.0) for i in range(3)]
+    (row,) = bench(tiny_bundle, frames, BenchConfig(threads=(1,), repeats=2, warmup=0))
+    assert row["frames"] == 6
+    assert row["p50_ms"] >= 40.0
+    assert row["frames_per_s"] < 1000 / 40.0
+
+
 def test_bench_skips_bad_frames(frames_dir, tiny_bundle):
     (frames_dir / "c.png").write_bytes(b"")
     write_frame(frames_dir / "d.png", synthetic_frame(8, 256))
@@ -76,12 +89,14 @@ def test_interleaved_bench_times_bundles_side_by_side(frames_dir, tiny_bundle):
 def test_interleaved_rounds_rotate_the_order_and_take_medians(tiny_bundle, monkeypatch):
     calls = []
     speeds = {"a": iter([100.0, 300.0, 200.0]), "b": iter([50.0, 60.0, 400.0])}
+    frames = [object()]
 
-    def fake(classifier, frames, warmup, repeats):
+    def fake(classifier, given, warmup, repeats):
         label = "a" if classifier is first_classifier[0] else "b"
-        if frames:  # timed rounds (the warm-up passes an empty list here)
-            calls.append(label)
-        tps = next(speeds[label]) if frames else 1.0
+        timed = given is frames  # the warm-up and the settling frames are slices
+        if given:
+            calls.append(label if timed else f"settle {label}")
+        tps = next(speeds[label]) if timed else 1.0
         return {"size": "64x64", "frames": len(frames), "tiles_per_s": tps,
                 "p50_ms": 1000 / tps, "p99_ms": 2000 / tps}
 
@@ -95,9 +110,11 @@ def test_interleaved_rounds_rotate_the_order_and_take_medians(tiny_bundle, monke
 
     monkeypatch.setattr(edge_bench, "time_classifier", fake)
     monkeypatch.setattr(edge_bench, "FrameClassifier", classifier_factory)
-    out = bench_interleaved([("a", tiny_bundle), ("b", tiny_bundle)], [object()],
+    out = bench_interleaved([("a", tiny_bundle), ("b", tiny_bundle)], frames,
                             BenchConfig(threads=(1,), repeats=1, warmup=0), rounds=3)
-    assert calls == ["a", "b", "b", "a", "a", "b"]
+    # every timed turn follows untimed settling frames of the same model
+    turns = ["a", "b", "b", "a", "a", "b"]
+    assert calls == [c for t in turns for c in (f"settle {t}", t)]
     a, b = out["a"][0], out["b"][0]
     assert (a["tiles_per_s"], a["tiles_per_s_min"], a["tiles_per_s_max"]) == (200.0, 100.0, 300.0)
     assert b["tiles_per_s"] == 60.0
