@@ -129,8 +129,9 @@ def table(f: dict) -> str:
     if "train_kills" in f:
         t = f["train_kills"]
         rows.append(f"| `edge train pretrain --resume`, 4 epochs | {t['kills']} | epochs "
-                    f"{t['epochs_after_resume']} rerun after resume; largest loss difference "
-                    f"from the uninterrupted run {t['max_loss_diff']:.1e} | 0 epochs | 0 |")
+                    f"{t['epochs_after_resume']} run by the last resume; over the history's "
+                    f"epochs {t['history_epochs']}, largest loss difference from the "
+                    f"uninterrupted run {t['max_loss_diff']:.1e} | 0 epochs | 0 |")
     else:
         rows.append("| `edge train pretrain --resume` | not run | torch not installed | | |")
     lk, d = f["lock"], f["full_disk"]

@@ -50,5 +50,6 @@ def test_pretrain_killed_and_resumed_gives_the_uninterrupted_losses(tmp_path):
     make_tiny_ai4mars(root)
     r = train_kill_scenario(tmp_path, root, kills=2, epochs=4, seed=0)
     assert r["kills"] == 2, r["codes"]
-    assert r["epochs_after_resume"] and r["epochs_after_resume"][-1] == 3
+    assert r["history_epochs"] == [0, 1, 2, 3], r
+    assert r["resumed"], r  # the last session resumed from a checkpoint, not from scratch
     assert r["max_loss_diff"] <= 1e-6, r
