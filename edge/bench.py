@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import statistics
 import tempfile
 import time
@@ -12,6 +11,7 @@ from typing import Any
 
 from edge.bundle import Bundle
 from edge.classify import FrameClassifier, tile_records
+from edge.cpu_info import cpu_info
 from edge.decode import FrameError
 from edge.latency import summarize_ms
 from edge.outputs import RunWriter
@@ -144,7 +144,8 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
             apply_thread_budget(config.threads[i])
             _time_passes(classifiers[i], frames[:SETTLE_FRAMES], 0, 1, _Passes())  # untimed
             _time_passes(classifiers[i], frames, 0, 1, passes[i])
-    return [{"backend": config.backend, "threads": threads, **_summary(p)}
+    cpu = cpu_info().describe()
+    return [{"backend": config.backend, "threads": threads, **_summary(p), "cpu": cpu}
             for threads, p in zip(config.threads, passes, strict=True)]
 
 
@@ -211,7 +212,8 @@ def bench_interleaved(bundles: list[tuple[str, Bundle]], frames: list[FrameRef],
         for label, _ in bundles:
             out[label].append({"backend": config.backend, "threads": threads,
                                **summarize_rounds(runs[label]),
-                               "speed_vs_first": median_ratio(runs[label], first)})
+                               "speed_vs_first": median_ratio(runs[label], first),
+                               "cpu": cpu_info().describe()})
     return out
 
 
@@ -228,12 +230,3 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                                  "tiles_per_s", "p50_ms", "p99_ms", "max_ms"])
 
 
-def cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else the platform's processor."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import typer
 
-from edge.bench import BenchConfig, bench, cpu_name, format_table
+from edge.bench import BenchConfig, bench, format_table
 from edge.bundle import DEFAULT_MODEL, BundleError, load_bundle
+from edge.cpu_info import cpu_info
 from edge.options import ClassifyOptions, OptionsError, parse_formats
 from edge.outputs import write_json_atomic
 from edge.progress import ProgressBar, skipped_lines, summary_lines
@@ -127,7 +128,7 @@ def bench_command(
     except (BundleError, SourceError) as exc:
         raise fail(str(exc)) from None
     typer.echo(f"model {bundle.path} ({bundle.manifest.precision}), {len(frames)} frames, "
-               f"{repeats} passes, python {sys.version.split()[0]}, {cpu_name()}")
+               f"{repeats} passes, python {sys.version.split()[0]}, {cpu_info().describe()}")
     typer.echo(format_table(rows))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

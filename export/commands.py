@@ -592,7 +592,8 @@ def bench_command(
         raise _fail(str(exc)) from None
     typer.echo(f"{len(frames)} frames x {repeats} passes x {rounds} interleaved rounds; "
                f"teacher {teacher}, student {fp32.path} "
-               f"({fp32.manifest.precision}), int8 {q8.path} ({q8.manifest.precision})")
+               f"({fp32.manifest.precision}), int8 {q8.path} ({q8.manifest.precision}); "
+               f"CPU: {rows[0]['cpu'] if rows else '?'}")
     typer.echo(format_rows(rows))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,9 @@ import numpy as np
 import onnx
 
 from edge.atomic_file import write_bytes_atomic
-from edge.bench import BenchConfig, bench_interleaved, cpu_name, markdown_table
+from edge.bench import BenchConfig, bench_interleaved, markdown_table
 from edge.bundle import Bundle, load_bundle
+from edge.cpu_info import cpu_info
 from edge.decode import read_image
 from edge.runners import make_runner
 from edge.sources import FrameRef
@@ -224,7 +225,7 @@ def measured_section(cfg: CardConfig, log: Callable[[str], None] = print) -> tup
     lines = [
         START, "",
         f"Measured by `{cfg.command}` on "
-        f"{cpu_name()} ({os.cpu_count()} cores): validation "
+        f"{cpu_info().describe()}, {os.cpu_count()} cores: validation "
         f"figures only (the test sets are withheld).", "",
         "### The shipped bundle", "",
         f"- Bundle `{shipped.path.name}`: {man.precision}, {len(man.classes)} classes, "

@@ -31,6 +31,7 @@ import onnx
 
 from edge.atomic_file import write_bytes_atomic
 from edge.bundle import Bundle, BundleError, Manifest, load_bundle, write_bundle
+from edge.cpu_info import cpu_info
 from edge.decode import FrameError, read_image
 from edge.preprocess import frame_to_tiles
 from edge.sources import SourceError, list_image_files
@@ -615,6 +616,8 @@ def quantize_bundle(cfg: QuantizeConfig, log: Callable[[str], None] = print) -> 
                                                   for r in rows],
                  "calibration": calib_from, "calibration_tiles": int(len(calib)),
                  "val_tiles": int(len(val.labels)),
+                 # speed and the INT8 kernels' rounding both depend on the CPU's features
+                 "cpu": cpu_info().to_json(),
                  "timing": f"ONNX Runtime CPU, median ms per 64-tile real val frame over "
                            f"{cfg.repeats} passes of {len(frames)} frames",
                  "gate": {"min_agreement": cfg.min_agreement,

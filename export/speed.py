@@ -20,6 +20,7 @@ import torch
 from edge.bench import markdown_table, median_ratio, summarize_rounds, time_interleaved
 from edge.bundle import Bundle
 from edge.classify import FrameClassifier
+from edge.cpu_info import cpu_info
 from edge.preprocess import InputSpec
 from edge.run import apply_thread_budget
 from edge.runners import make_runner
@@ -87,7 +88,8 @@ def side_by_side(teacher: str | Path, student: Bundle, int8: Bundle, frames: lis
             rows.append({"model": label, "backend": backend, "threads": threads,
                          **summarize_rounds(runs[label]),
                          "x_teacher": median_ratio(runs[label], runs["teacher"]),
-                         "x_fp32": median_ratio(runs[label], runs["student fp32"])})
+                         "x_fp32": median_ratio(runs[label], runs["student fp32"]),
+                         "cpu": cpu_info().describe()})
     return rows
 
 

@@ -14,12 +14,13 @@ the runtime dependencies (onnxruntime, numpy), not the ``onnx`` package.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from edge.cpu_info import cpu_name
 
 DEFAULT_SIZE = 384
 DEFAULT_REPEATS = 12
@@ -90,18 +91,6 @@ class HostCalibration:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
-
-
-def cpu_name() -> str:
-    """The host CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 _CACHE: dict[tuple[int, int, int], HostCalibration] = {}

@@ -45,7 +45,8 @@ import numpy as np
 
 from edge.atomic_file import write_bytes_atomic
 from edge.bundle import Bundle
-from firmware_sim.calibration import cpu_name, host_cpus
+from edge.cpu_info import cpu_info
+from firmware_sim.calibration import host_cpus
 from firmware_sim.profiles import DISCLAIMER, STAGES
 from firmware_sim.replay import ReplayResult
 from firmware_sim.stats import percentile_warnings, summarize
@@ -172,7 +173,9 @@ def build_report(result: ReplayResult, source: str, bundle: Bundle) -> dict[str,
         "host": {
             "platform": platform.platform(),
             "machine": platform.machine(),
-            "cpu": cpu_name(),
+            "cpu": cpu_info().name,
+            "cpu_features": list(cpu_info().features),
+            "int8_dot": cpu_info().int8_dot,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "cpus_usable": host_cpus(),

@@ -40,6 +40,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from edge.cpu_info import cpu_info
 from export.quantize import cpu_session
 from export.student import count_onnx_graph
 
@@ -245,7 +246,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64, help="tiles per run of a convolution or model")
     args = ap.parse_args()
-    print(json.dumps({"onnxruntime": ort.__version__, "student": str(STUDENT.relative_to(REPO))}))
+    print(json.dumps({"onnxruntime": ort.__version__, "student": str(STUDENT.relative_to(REPO)),
+                      "cpu": cpu_info().to_json()}))
     shapes = student_conv_shapes(batch=args.batch) + list(GEMMS)
     rows = []
     for threads in (int(t) for t in args.threads.split(",")):

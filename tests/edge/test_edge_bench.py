@@ -4,6 +4,7 @@ from edge_images import synthetic_frame, write_frame
 
 import edge.bench as edge_bench
 from edge.bench import BenchConfig, bench, bench_interleaved, format_table
+from edge.cpu_info import cpu_info
 from edge.sources import open_source
 from toolkit_cli.main import main
 
@@ -18,6 +19,7 @@ def test_bench_one_row_per_thread_count(frames_dir, tiny_bundle):
         for key in ("frames_per_s", "tiles_per_s", "p50_ms", "p99_ms", "max_ms"):
             assert row[key] > 0, key
         assert row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert row["cpu"] == cpu_info().describe()  # a figure names the CPU's features
     table = format_table(rows).splitlines()
     assert len(table) == 2 + len(rows) and table[0].startswith("| backend | threads |")
 
@@ -84,6 +86,7 @@ def test_interleaved_bench_times_bundles_side_by_side(frames_dir, tiny_bundle):
             assert row["tiles_per_s_min"] <= row["tiles_per_s"] <= row["tiles_per_s_max"]
             assert 0 < row["p50_ms"] <= row["p99_ms"]
             assert row["speed_vs_first"] == 1.0 if label == "a" else row["speed_vs_first"] > 0
+            assert "int8 dot product:" in row["cpu"]
 
 
 def test_interleaved_rounds_rotate_the_order_and_take_medians(tiny_bundle, monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from edge.bundle import load_bundle
+from edge.cpu_info import cpu_info
 from export.accuracy_gate import GateError
 from export.quantize import (
     TRT_VARIANT,
@@ -191,6 +192,7 @@ def test_quantize_bundle_writes_int8_and_trt_bundles(student, ai4mars_dir, tmp_p
     assert q["variant"] == summary["chosen"]
     assert {r["variant"] for r in q["variant_table"]["variants"]} == set(cfg.variants)
     assert "ms_1t" in q["variant_table"]["variants"][0]
+    assert q["variant_table"]["cpu"] == cpu_info().to_json()  # speeds and kernels are the CPU's
     chosen = next(r for r in q["variant_table"]["variants"] if r["variant"] == q["variant"])
     assert chosen["speedup_side_by_side"] > 0 and "timed side by side" in q["chosen_because"]
     # the INT8 manifest's figures are the INT8 model's own, not the float bundle's

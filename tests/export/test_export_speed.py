@@ -8,6 +8,7 @@ import numpy as np
 from export_fixtures import write_frame
 
 from edge.bundle import load_bundle
+from edge.cpu_info import cpu_info
 from toolkit_cli.main import main
 
 
@@ -27,6 +28,7 @@ def test_three_way_bench_reports_every_model_and_thread_count(trained, student, 
     assert all(r["frames"] == 3 * 2 and r["rounds"] == 2 and r["tiles_per_s"] > 0
                for r in rows)
     assert rows[0]["backend"] == "torch eager" and rows[0]["x_teacher"] == 1.0
+    assert all(r["cpu"] == cpu_info().describe() for r in rows)
     assert rows[1]["x_fp32"] == 1.0 and rows[2]["x_fp32"] > 0  # per-round ratios, medians
     assert "| teacher | torch eager | 1 |" in capsys.readouterr().out
 
