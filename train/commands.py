@@ -76,6 +76,9 @@ def pretrain_command(
     monitor: str = typer.Option(None, help="Log weighted kNN val accuracy each epoch on "
                                 "'ai4mars' or 'msl'."),
     device: str = typer.Option("auto", help="auto (the GPU when there is one), cpu or cuda."),
+    precision: str = typer.Option("auto", help="Forward pass: auto (bfloat16 autocast on "
+                                  "CUDA, float32 on a CPU), fp32, or bf16 (on a CPU, faster "
+                                  "only with native bfloat16: AMX or AVX-512 BF16)."),
 ) -> None:
     """SimCLR on an unlabelled pool (AI4Mars tiles by default, or mixed domains), optionally
     cluster-corrected; writes OUT/encoder.pt atomically each epoch. Runs under torchrun too.
@@ -110,7 +113,8 @@ def pretrain_command(
                              msl_root=str(data_root / "msl-v2.1"),
                              hirise_root=str(data_root / "hirise-v1"),
                              max_items_per_domain=max_items_per_domain, epoch_size=epoch_size,
-                             cluster=cluster, monitor=monitor, device=device)
+                             cluster=cluster, monitor=monitor, device=device,
+                             precision=precision)
         path = pretrain(cfg, log=typer.echo)
     except (CheckpointError, DatasetError, TrainingError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
@@ -221,6 +225,8 @@ def throughput_command(
     warmup: int = typer.Option(2, min=0, help="Untimed steps first."),
     threads: int = typer.Option(None, min=1, help="Torch CPU threads."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", help="auto (bfloat16 autocast on CUDA, float32 on "
+                                  "a CPU), fp32 or bf16."),
     json_path: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
 ) -> None:
     """SimCLR training images/s per preset on random tiles (two views, encoder + head,
@@ -244,7 +250,7 @@ def throughput_command(
     try:
         results = [training_throughput(p, tile_pixels=tile_pixels, batch_size=batch_size,
                                        steps=steps, warmup=warmup, threads=threads,
-                                       device=device) for p in presets]
+                                       device=device, precision=precision) for p in presets]
     except ValueError as exc:
         raise _fail(str(exc)) from None
     typer.echo(markdown_table(results))

@@ -3,7 +3,12 @@ and the benchmark's feature extraction."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import Any
+
 import torch
+
+from edge.cpu_info import cpu_info
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -23,3 +28,43 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
             f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} GPU(s) are visible: "
             f"start at most one process per GPU, or pass device 'cpu' (gloo)")
     return torch.device("cuda", local_rank)
+
+
+#: Arithmetic of the network's forward pass in training: ``auto`` (bfloat16 autocast on CUDA,
+#: float32 on a CPU), ``fp32`` (none) or ``bf16`` (bfloat16 autocast on either device).
+PRECISIONS = ("auto", "fp32", "bf16")
+
+#: CPU features with native bfloat16 dot products. Without them, bfloat16 autocast on a CPU
+#: is emulated: on an AVX2-only machine of this workplace a training step ran 17x slower.
+CPU_BF16_FEATURES = ("amx_bf16", "avx512_bf16")
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The dtype of ``torch.autocast`` for training on ``device``, or None for float32.
+
+    ``auto`` keeps a CPU in float32: it is reproducible on every CPU, and bfloat16 is only
+    faster where the CPU has :data:`CPU_BF16_FEATURES` (measured 1.4-1.8x there; see
+    docs/results/throughput.md). Raises ValueError for an unknown ``precision``.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """``torch.autocast`` on ``device`` with ``dtype``, or a no-op context for float32."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def cpu_precision_note() -> str:
+    """What bfloat16 autocast means on this CPU: native or emulated (a line for the log)."""
+    info = cpu_info()
+    native = [f for f in CPU_BF16_FEATURES if f in info.features]
+    if native:
+        return f"bfloat16 autocast on the CPU, native ({', '.join(native)})"
+    return ("warning: bfloat16 autocast on a CPU without native bfloat16 "
+            f"({' or '.join(CPU_BF16_FEATURES)}): emulated, likely slower than --precision fp32")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from train.clustering import (
     cluster_purity,
     pick_backend,
 )
-from train.device import pick_device
+from train.device import autocast_context, autocast_dtype, cpu_precision_note, pick_device
 from train.distributed import (
     DistContext,
     average_gradients,
@@ -65,7 +64,9 @@ class PretrainConfig:
     CPU), ``cpu`` (also under torchrun: gloo) or ``cuda``; ``check_every``: the loss stays on
     the device and is checked for non-finite values every that many steps and at the end of
     each epoch (a GPU need not wait for the host each step; no checkpoint is written between
-    checks, so a non-finite model is never saved)."""
+    checks, so a non-finite model is never saved); ``precision``: the forward pass's
+    arithmetic, ``auto`` (bfloat16 autocast on CUDA, float32 on a CPU), ``fp32`` or ``bf16``
+    (:func:`train.device.autocast_dtype`; bf16 on a CPU pays only with native bfloat16)."""
 
     out_dir: str = "runs/pretrain"
     preset: str = "tiny"
@@ -90,6 +91,7 @@ class PretrainConfig:
     monitor_max_items: int = 4000
     device: str = "auto"
     check_every: int = 25
+    precision: str = "auto"
 
     def pool_config(self) -> PoolConfig:
         """The pool this run draws from."""
@@ -116,7 +118,9 @@ def _save(cfg: PretrainConfig, encoder: Encoder, history: list[dict], path: Path
 
 
 RESUME_MUST_MATCH = ("preset", "batch_size", "epochs", "lr", "weight_decay", "temperature", "seed",
-                     "domains", "max_items_per_domain", "epoch_size", "cluster")
+                     "domains", "max_items_per_domain", "epoch_size", "cluster", "precision")
+#: What a checkpoint written before a setting existed ran with.
+RESUME_DEFAULTS = {"precision": "auto"}
 
 
 def _check_resumable(cfg: PretrainConfig, ckpt: dict[str, Any], path: Path) -> None:
@@ -125,8 +129,9 @@ def _check_resumable(cfg: PretrainConfig, ckpt: dict[str, Any], path: Path) -> N
         raise TrainingError(f"{path}: holds no training state to resume from")
     old = ckpt["config"]
     new = asdict(cfg)
-    diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in RESUME_MUST_MATCH
-            if _plain(old.get(k)) != _plain(new[k])]
+    diff = [f"{k}: {old.get(k, RESUME_DEFAULTS.get(k))!r} -> {new[k]!r}"
+            for k in RESUME_MUST_MATCH
+            if _plain(old.get(k, RESUME_DEFAULTS.get(k))) != _plain(new[k])]
     if old.get("data") != asdict(cfg.data):
         diff.append("data settings differ")
     if diff:
@@ -193,14 +198,15 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
     """Run SimCLR (optionally cluster-corrected) on the pool (``pool``, if given, must be
     ``cfg.pool_config()`` already loaded); returns the path of ``encoder.pt``.
 
-    Channels-last float32 on CPU: measured faster here than bfloat16 autocast (see README);
-    bfloat16 autocast on CUDA. Under torchrun each rank takes its shard of every global batch.
+    Channels-last, float32 on a CPU and bfloat16 autocast on CUDA unless ``cfg.precision``
+    says otherwise (see README). Under torchrun each rank takes its shard of every global batch.
     """
     if cfg.preset not in ENCODER_PRESETS:
         raise TrainingError(
             f"unknown preset '{cfg.preset}' (choose from {sorted(ENCODER_PRESETS)})")
     try:
         device = pick_device(cfg.device, DistContext.from_env().local_rank)
+        amp = autocast_dtype(device, cfg.precision)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
     ctx = init_distributed("gloo" if device.type == "cpu" else "nccl")
@@ -217,6 +223,8 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
     t_load = time.perf_counter()
     pool = pool if pool is not None else load_pool(cfg.pool_config(), log=log)
     weights = cfg.pool_config().weights()
+    if amp is not None and device.type == "cpu":
+        log(cpu_precision_note())
     log(f"loaded a pool of {len(pool.items)} unlabelled items in "
         f"{time.perf_counter() - t_load:.1f} s")
     epoch_size = cfg.epoch_size or len(pool.items)
@@ -268,7 +276,6 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
     elif cfg.resume:
         log(f"no checkpoint at {ckpt}: starting from scratch")
     local = shard(cfg.batch_size, ctx)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     start = time.perf_counter()
     deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else None
     for epoch in range(first_epoch, cfg.epochs):
@@ -291,7 +298,7 @@ def pretrain(cfg: PretrainConfig, log: Any = print, pool: Pool | None = None) ->
             batch = items[idx[local]].to(device, non_blocking=True)
             v1 = augment(batch, cfg.augment, gen).contiguous(memory_format=torch.channels_last)
             v2 = augment(batch, cfg.augment, gen).contiguous(memory_format=torch.channels_last)
-            with autocast or nullcontext():
+            with autocast_context(device, amp):
                 z1, z2 = head(encoder(v1)), head(encoder(v2))
             z1, z2 = gather_with_grad(z1.float()), gather_with_grad(z2.float())
             if ids_on_device is None:

@@ -9,13 +9,14 @@ No data loading is timed: this is the compute ceiling of the training loop.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 
+from edge.cpu_info import cpu_info
 from train.augment import AugmentConfig, augment
+from train.device import PRECISIONS, autocast_context, autocast_dtype
 from train.losses import nt_xent
 from train.models import ENCODER_PRESETS, Encoder, ProjectionHead
 
@@ -24,23 +25,28 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype | None:
-    """bfloat16 on CUDA where supported, else float16; None (float32) elsewhere."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def _amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """``auto`` on CUDA: bfloat16 where supported, else float16; otherwise
+    :func:`train.device.autocast_dtype` (None: float32)."""
+    dtype = autocast_dtype(device, precision)
+    if precision == "auto" and dtype is not None and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return dtype
 
 
 def training_throughput(preset: str, tile_pixels: int = 32, batch_size: int = 256,
                         steps: int = 10, warmup: int = 2, threads: int | None = None,
-                        device: str = "cpu", seed: int = 0) -> dict[str, Any]:
+                        device: str = "cpu", seed: int = 0,
+                        precision: str = "auto") -> dict[str, Any]:
     """Measure SimCLR training images/s of ``preset``.
 
     Runs ``warmup`` untimed steps, then ``steps`` timed ones (each timed on its own, with a
     CUDA synchronise before and after); returns the median, p10 and p90 of per-step
     ``batch_size / seconds`` with the settings: preset, params (encoder + head, trained),
-    encoder_params, device, threads (torch intra-op threads during the run), amp (None on CPU,
-    'bfloat16' or 'float16' on CUDA), torch version, tile_pixels, batch_size, steps, warmup.
+    encoder_params, device, threads (torch intra-op threads during the run), amp (None for
+    float32, else 'bfloat16' or 'float16'; ``precision`` as in
+    :func:`train.device.autocast_dtype`), cpu (the host CPU and its features), torch
+    version, tile_pixels, batch_size, steps, warmup.
     ``threads`` sets torch's CPU thread count for the run and restores it afterwards.
     Raises ValueError on an unknown preset or impossible settings.
     """
@@ -51,6 +57,8 @@ def training_throughput(preset: str, tile_pixels: int = 32, batch_size: int = 25
                          f"(got {batch_size}, {steps}, {warmup}, {tile_pixels})")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
@@ -59,13 +67,13 @@ def training_throughput(preset: str, tile_pixels: int = 32, batch_size: int = 25
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _measure(preset, tile_pixels, batch_size, steps, warmup, dev, seed)
+        return _measure(preset, tile_pixels, batch_size, steps, warmup, dev, seed, precision)
     finally:
         torch.set_num_threads(saved_threads)
 
 
 def _measure(preset: str, tile_pixels: int, batch_size: int, steps: int, warmup: int,
-             dev: torch.device, seed: int) -> dict[str, Any]:
+             dev: torch.device, seed: int, precision: str) -> dict[str, Any]:
     torch.manual_seed(seed)
     config = ENCODER_PRESETS[preset]
     encoder = Encoder(config).to(dev, memory_format=torch.channels_last)
@@ -74,7 +82,7 @@ def _measure(preset: str, tile_pixels: int, batch_size: int, steps: int, warmup:
     head.train()
     params = list(encoder.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
-    amp = _amp_dtype(dev)
+    amp = _amp_dtype(dev, precision)
     # float16 needs loss scaling; bfloat16 and float32 do not.
     scaler = torch.amp.GradScaler("cuda") if amp is torch.float16 else None
     cuda = dev.type == "cuda"
@@ -87,11 +95,10 @@ def _measure(preset: str, tile_pixels: int, batch_size: int, steps: int, warmup:
     aug = AugmentConfig()
 
     def step() -> None:
-        # Augmentation in float32 (as in pretrain), the network under autocast on CUDA.
+        # Augmentation in float32 (as in pretrain), the network under autocast if any.
         v1 = augment(batch, aug, gen).contiguous(memory_format=torch.channels_last)
         v2 = augment(batch, aug, gen).contiguous(memory_format=torch.channels_last)
-        ctx = torch.autocast(device_type="cuda", dtype=amp) if amp is not None else nullcontext()
-        with ctx:
+        with autocast_context(dev, amp):
             z1 = head(encoder(v1))
             z2 = head(encoder(v2))
             loss = nt_xent(z1, z2)  # computed in float32 inside
@@ -127,6 +134,7 @@ def _measure(preset: str, tile_pixels: int, batch_size: int, steps: int, warmup:
         "device": str(dev) if not cuda else f"{dev} ({torch.cuda.get_device_name(dev)})",
         "threads": torch.get_num_threads(),
         "amp": None if amp is None else str(amp).removeprefix("torch."),
+        "cpu": cpu_info().describe(),
         "torch": torch.__version__,
         "tile_pixels": tile_pixels,
         "batch_size": batch_size,
@@ -142,9 +150,10 @@ def _measure(preset: str, tile_pixels: int, batch_size: int, steps: int, warmup:
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     """Results of :func:`training_throughput` as a Markdown table (one row per preset)."""
-    lines = ["| preset | params | images/s (median) | p10 | p90 |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| preset | params | autocast | images/s (median) | p10 | p90 |",
+             "|---|---:|---|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['preset']} | {r['params']:,} | {r['images_per_s_median']:.0f} | "
+        lines.append(f"| {r['preset']} | {r['params']:,} | {r['amp'] or 'none (float32)'} | "
+                     f"{r['images_per_s_median']:.0f} | "
                      f"{r['images_per_s_p10']:.0f} | {r['images_per_s_p90']:.0f} |")
     return "\n".join(lines)

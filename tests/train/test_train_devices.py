@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.device import pick_device
+from edge.cpu_info import CpuInfo
+from train.device import autocast_context, autocast_dtype, cpu_precision_note, pick_device
 from train.pretrain import PretrainConfig, TrainingError, pretrain
 
 
@@ -48,3 +49,33 @@ def test_unknown_device_is_refused_by_pretraining_before_any_data(tmp_path) -> N
     with pytest.raises(TrainingError, match="device 'tpu'"):
         pretrain(PretrainConfig(out_dir=str(tmp_path / "run"), device="tpu"))
     assert not (tmp_path / "run").exists()
+
+
+def test_autocast_dtype_keeps_a_cpu_in_float32_unless_asked() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert autocast_dtype(cpu) is None and autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") is torch.bfloat16
+    assert autocast_dtype(cuda) is torch.bfloat16 and autocast_dtype(cuda, "fp32") is None
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        autocast_dtype(cpu, "fp16")
+
+
+def test_autocast_context_runs_bf16_on_the_cpu() -> None:
+    x = torch.ones(2, 3)
+    with autocast_context(torch.device("cpu"), torch.bfloat16):
+        y = torch.nn.functional.linear(x, torch.ones(4, 3))
+    assert y.dtype == torch.bfloat16
+    with autocast_context(torch.device("cpu"), None):
+        assert torch.nn.functional.linear(x, torch.ones(4, 3)).dtype == torch.float32
+
+
+def test_cpu_precision_note_says_native_or_emulated(monkeypatch) -> None:
+    import train.device as device
+
+    def with_features(*features):
+        return CpuInfo("test CPU", "x86_64", features, None)
+
+    monkeypatch.setattr(device, "cpu_info", lambda: with_features("avx2", "avx512_bf16"))
+    assert cpu_precision_note() == "bfloat16 autocast on the CPU, native (avx512_bf16)"
+    monkeypatch.setattr(device, "cpu_info", lambda: with_features("avx2"))
+    assert cpu_precision_note().startswith("warning: bfloat16 autocast on a CPU without native")

@@ -87,6 +87,23 @@ def test_pretrain_is_deterministic_for_a_seed(ai4mars_root, tmp_path):
     assert ca["history"][0]["loss"] == cb["history"][0]["loss"]
 
 
+def test_bf16_pretraining_on_the_cpu_trains_and_records_its_precision(ai4mars_root, tmp_path):
+    logs: list[str] = []
+    path = pretrain(pretrain_config(ai4mars_root, tmp_path / "bf16", frames=1, precision="bf16"),
+                    log=logs.append)
+    ckpt = load_checkpoint(path, "encoder")
+    assert ckpt["config"]["precision"] == "bf16"
+    assert math.isfinite(ckpt["history"][0]["loss"])
+    assert all(v.dtype == torch.float32 for v in ckpt["state_dict"].values()
+               if v.is_floating_point())  # autocast leaves the weights in float32
+    assert any("bfloat16 autocast on the CPU" in line for line in logs)
+
+
+def test_unknown_precision_is_refused_before_any_data(tmp_path):
+    with pytest.raises(TrainingError, match="precision 'fp16'"):
+        pretrain(PretrainConfig(out_dir=str(tmp_path / "run"), precision="fp16"), log=quiet)
+
+
 def test_non_finite_loss_raises_training_error(ai4mars_root, tmp_path, monkeypatch):
     monkeypatch.setattr(train.pretrain, "nt_xent",
                         lambda z1, z2, t: (z1.sum() + z2.sum()) * float("nan"))

@@ -49,6 +49,23 @@ def test_resume_refuses_different_settings(ai4mars_root, tmp_path):
                  log=quiet)
 
 
+def test_resume_refuses_another_precision_and_reads_old_checkpoints_as_auto(ai4mars_root,
+                                                                          tmp_path):
+    path = pretrain(config(ai4mars_root, tmp_path / "a", 2), log=quiet)
+    with pytest.raises(TrainingError, match="precision: 'auto' -> 'bf16'"):
+        pretrain(replace(config(ai4mars_root, tmp_path / "a", 2, resume=True), precision="bf16"),
+                 log=quiet)
+    # A checkpoint from before the setting existed ran as 'auto' and resumes as such.
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["config"]["precision"]
+    ckpt["train_state"]["next_epoch"] = 1
+    ckpt["history"] = ckpt["history"][:1]
+    torch.save(ckpt, path)
+    resumed = load_checkpoint(pretrain(config(ai4mars_root, tmp_path / "a", 2, resume=True),
+                                       log=quiet), "encoder")
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
+
+
 def test_resume_cli_without_a_checkpoint_starts_from_scratch(ai4mars_root, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "pretrain", "--data", str(ai4mars_root), "--out", str(out),

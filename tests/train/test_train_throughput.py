@@ -30,10 +30,18 @@ def test_tiny_run_reports_positive_rates_and_settings():
 
 @pytest.mark.parametrize("kwargs", [{"preset": "huge"}, {"preset": "tiny", "batch_size": 1},
                                     {"preset": "tiny", "steps": 0},
-                                    {"preset": "tiny", "threads": 0}])
+                                    {"preset": "tiny", "threads": 0},
+                                    {"preset": "tiny", "precision": "fp16"}])
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ValueError):
         training_throughput(**{**TINY, **kwargs})
+
+
+def test_bf16_on_the_cpu_runs_under_autocast_and_is_recorded():
+    r = training_throughput("tiny", threads=1, precision="bf16", **TINY)
+    assert r["amp"] == "bfloat16" and r["device"] == "cpu"
+    assert "int8 dot product:" in r["cpu"]  # the CPU's features say whether bf16 is native
+    assert "| bfloat16 |" in markdown_table([r])
 
 
 def test_cli_prints_table_and_writes_json(tmp_path):
@@ -42,8 +50,8 @@ def test_cli_prints_table_and_writes_json(tmp_path):
                                       "--tile-pixels", "16", "--batch-size", "8", "--steps", "2",
                                       "--warmup", "0", "--threads", "1", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "| preset | params | images/s (median) | p10 | p90 |" in result.output
-    assert "| tiny |" in result.output
+    assert "| preset | params | autocast | images/s (median) | p10 | p90 |" in result.output
+    assert "| none (float32) |" in result.output
     rows = json.loads(out.read_text())["results"]
     assert [r["preset"] for r in rows] == ["tiny"]
     assert rows[0]["images_per_s_median"] > 0
