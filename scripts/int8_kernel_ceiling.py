@@ -168,8 +168,17 @@ def _input(sess: ort.InferenceSession, batch: int, rng: np.random.Generator) -> 
     return rng.standard_normal(dims).astype(np.float32)
 
 
+#: Untimed runs before each timed turn: the session timed before leaves its thread pool
+#: spin-waiting, which took the second core from the next one at 2 threads (as in
+#: ``edge.bench.SETTLE_FRAMES``); without them a 2-thread INT8 convolution timed slower
+#: than at 1 thread.
+SETTLE_RUNS = 3
+
+
 def _median_ms(sess: ort.InferenceSession, x: np.ndarray, repeats: int) -> float:
     feed = {sess.get_inputs()[0].name: x}
+    for _ in range(SETTLE_RUNS):
+        sess.run(None, feed)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -181,7 +190,8 @@ def _median_ms(sess: ort.InferenceSession, x: np.ndarray, repeats: int) -> float
 def measure_pair(label: str, kind: str, macs: int, fp32_model: bytes, int8_model: bytes,
                  threads: int, rounds: int, repeats: int, batch: int = 64) -> dict:
     """Time two models side by side: ``rounds`` rounds, each the median of ``repeats`` runs
-    of either model, the order alternating between rounds. Returns medians over rounds (ms,
+    of either model after :data:`SETTLE_RUNS` untimed ones, the order alternating between
+    rounds. Returns medians over rounds (ms,
     GMAC/s for ``macs`` per run) and the median per-round ratio fp32 / int8."""
     rng = np.random.default_rng(1)
     sessions = {"fp32": cpu_session(fp32_model, threads),

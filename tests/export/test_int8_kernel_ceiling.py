@@ -103,3 +103,19 @@ def test_measure_bundles_times_the_shipped_pair():
     assert row["kind"] == "model" and row["shape"] == "model terrain-fp32 vs terrain, 2 tiles"
     assert row["macs"] == 2 * count_onnx_graph(SHIPPED.read_bytes())["macs"]
     assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
+
+
+def test_each_timed_turn_starts_with_untimed_settling_runs():
+    class Session:
+        def __init__(self):
+            self.runs = 0
+
+        def get_inputs(self):
+            return [type("Input", (), {"name": "x"})()]
+
+        def run(self, _outputs, _feed):
+            self.runs += 1
+
+    s = Session()
+    assert ceiling._median_ms(s, np.zeros(1, np.float32), 4) >= 0
+    assert s.runs == ceiling.SETTLE_RUNS + 4 and ceiling.SETTLE_RUNS >= 1
