@@ -11,6 +11,7 @@ files are fsynced and renamed to their final names (``tiles.jsonl``, ``frames.js
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -75,8 +76,13 @@ class JsonlCodec:
         return ""
 
     def encode(self, records: list[dict[str, Any]]) -> str:
-        """One ``json.dumps`` line per record."""
-        return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        """One compact JSON line per record: the text of ``json.dumps(record, separators=(",",
+        ":"))``. A plain tile record (:data:`TILE_FIELDS` in that order, of the contract's
+        types) is formatted directly: a frame's 64 records took 0.10 ms instead of 0.22 on the
+        VNNI machine. Any other record goes through ``json.dumps``."""
+        quoted: dict[str, str] = {}
+        return "".join(_tile_line(r, quoted) or json.dumps(r, separators=(",", ":")) + "\n"
+                       for r in records)
 
     def decode(self, lines: Iterable[str]) -> Iterator[tuple[dict[str, Any], str]]:
         """Parse line by line; stop at the first line that is not a JSON object with
@@ -89,6 +95,32 @@ class JsonlCodec:
             if not isinstance(record, dict) or "frame" not in record:
                 return
             yield record, line
+
+
+#: The value types of a plain tile record, field by field (TILE_FIELDS).
+_TILE_TYPES = (str, int, int, int, int, str, int, float)
+_TILE_LINE = ('{"frame":%s,"x":%d,"y":%d,"w":%d,"h":%d,"label":%s,"class_id":%d,'
+              '"confidence":%r}\n')
+
+
+def _tile_line(record: dict[str, Any], quoted: dict[str, str]) -> str | None:
+    """The JSONL line of a plain tile record, exactly as ``json.dumps`` writes it (strings
+    quoted by ``json.dumps``, memoised in ``quoted``; ints and floats by their ``repr``, as
+    ``json`` does); None for any other record (other keys or order, a bool, a non-finite
+    float), which the caller encodes with ``json.dumps``."""
+    if tuple(record) != TILE_FIELDS:
+        return None
+    frame, x, y, w, h, label, class_id, confidence = record.values()
+    if tuple(map(type, (frame, x, y, w, h, label, class_id, confidence))) != _TILE_TYPES \
+            or not math.isfinite(confidence):
+        return None
+    qf = quoted.get(frame)
+    if qf is None:
+        qf = quoted[frame] = json.dumps(frame)
+    ql = quoted.get(label)
+    if ql is None:
+        ql = quoted[label] = json.dumps(label)
+    return _TILE_LINE % (qf, x, y, w, h, ql, class_id, confidence)
 
 
 def complete_lines(path: Path) -> Iterator[str]:

@@ -113,3 +113,45 @@ def test_write_json_atomic_leaves_no_temporary(tmp_path):
     write_json_atomic(tmp_path / "run.json", {"a": 1})
     assert json.loads((tmp_path / "run.json").read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def _dumps_lines(records):
+    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+
+
+PLAIN_TILE = {"frame": "d/ü\t\"x\".png", "x": 0, "y": 32, "w": 32, "h": 32, "label": "big rock",
+        "class_id": 3, "confidence": 0.1234}
+
+
+@pytest.mark.parametrize("record", [
+    PLAIN_TILE,
+    PLAIN_TILE | {"confidence": 1.0},
+    PLAIN_TILE | {"confidence": 1e-05, "frame": "\ud800bad-surrogate.png"},
+    PLAIN_TILE | {"x": 2**70},
+    PLAIN_TILE | {"label": "uncertain", "best_label": "sand"},      # an extra field
+    {k: PLAIN_TILE[k] for k in reversed(TILE_FIELDS)},              # other key order
+    PLAIN_TILE | {"class_id": True},                                # a bool is not an int here
+    PLAIN_TILE | {"confidence": float("nan")},                      # json.dumps writes NaN
+    PLAIN_TILE | {"confidence": 1},                                 # an int where a float goes
+    PLAIN_TILE | {"frame": None},
+])
+def test_jsonl_encode_writes_what_json_dumps_writes(record):
+    codec = JsonlCodec("tiles")
+    assert codec.encode([record, record]) == _dumps_lines([record, record])
+
+
+def test_jsonl_encode_matches_json_dumps_on_random_tile_records():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    ints = st.integers(min_value=-(2**40), max_value=2**40)
+    tile = st.fixed_dictionaries({
+        "frame": st.text(), "x": ints, "y": ints, "w": ints, "h": ints, "label": st.text(),
+        "class_id": ints, "confidence": st.floats(allow_nan=True, allow_infinity=True)})
+
+    @hypothesis.settings(max_examples=300, deadline=None)
+    @hypothesis.given(st.lists(tile, max_size=5))
+    def check(records):
+        assert JsonlCodec("tiles").encode(records) == _dumps_lines(records)
+
+    check()
