@@ -29,7 +29,7 @@ from edge.atomic_file import write_bytes_atomic
 from edge.outputs import write_json_atomic
 from train.clustering import ClusterConfig
 from train.datasets.errors import DatasetError
-from train.device import pick_device
+from train.device import PRECISIONS, pick_device
 from train.labelled_sets import LabelledSet, canonical, load_labelled
 from train.metrics import MIN_SUPPORT, evaluate
 from train.pool import Pool, load_pool, parse_domains
@@ -67,6 +67,9 @@ class BenchmarkPreset:
     combined_mode: str = "eliminate"
     supervised_steps: int = 400
     probe_steps: int = 500
+    #: Pretraining's and the supervised baseline's arithmetic (train.device.PRECISIONS);
+    #: ``--override precision=bf16`` on a CPU with native bfloat16.
+    precision: str = "auto"
 
 
 PRESETS = {
@@ -110,6 +113,9 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
                            if (t in (int, float, str) or k in TUPLE_OVERRIDES) and k != "name")
             raise ValueError(f"--override {item!r}: want KEY=VALUE with KEY one of "
                              f"{', '.join(known)}")
+        if key == "precision" and value not in PRECISIONS:
+            raise ValueError(f"--override {item!r}: precision takes one of "
+                             f"{', '.join(PRECISIONS)}")
         try:
             out[key] = TUPLE_OVERRIDES[key](value) if key in TUPLE_OVERRIDES else kind(value)
         except (ValueError, DatasetError) as exc:
@@ -187,7 +193,8 @@ class _Benchmark:
             lr=p.lr, seed=seed, threads=self.cfg.threads, domains=domains,
             msl_root=self.msl_root, hirise_root=self.hirise_root,
             max_items_per_domain=p.max_items_per_domain, epoch_size=p.epoch_size,
-            cluster=cluster, monitor="msl" if primary == "msl" and not mixed else "ai4mars")
+            cluster=cluster, monitor="msl" if primary == "msl" and not mixed else "ai4mars",
+            precision=p.precision)
 
     def encoder_for(self, method: str, dataset: str, seed: int) -> Path:
         key, pcfg = self.pretrain_config(method, dataset, seed)
@@ -196,6 +203,8 @@ class _Benchmark:
         settings = pretrain_settings(pcfg)
         if done.exists():
             saved = json.loads(done.read_text()).get("settings")
+            if saved is not None:
+                saved = SETTINGS_BEFORE | saved
             # done.json files written before settings were recorded are taken as they are
             if saved is not None and saved != settings:
                 raise ValueError(f"{done}: its encoder was pretrained with other settings than "
@@ -254,7 +263,8 @@ class _Benchmark:
             for frac in fractions:
                 sub = train.subset(train.fraction(frac, seed))
                 m = train_supervised(sub, val, SupervisedConfig(
-                    preset=p.encoder, steps=p.supervised_steps, seed=seed), min_support)
+                    preset=p.encoder, steps=p.supervised_steps, seed=seed,
+                    precision=p.precision), min_support)
                 out["fractions"][str(frac)] = m | {"git_revision": revision}
                 self.log(f"  {dataset} supervised seed {seed} @ {frac:.0%}: "
                          f"acc {m['accuracy']:.4f} mean recall {m['mean_recall']:.4f}")
@@ -286,7 +296,9 @@ class _Benchmark:
 #: move between machines).
 PRETRAIN_SETTINGS = ("preset", "augment", "batch_size", "epochs", "max_minutes", "lr",
                      "weight_decay", "temperature", "seed", "domains", "max_items_per_domain",
-                     "epoch_size", "cluster", "monitor")
+                     "epoch_size", "cluster", "monitor", "precision")
+#: Settings added since a work folder may have been written, with what it then ran as.
+SETTINGS_BEFORE = {"precision": "auto"}
 
 
 def pretrain_settings(pcfg: PretrainConfig) -> dict[str, Any]:
@@ -299,6 +311,8 @@ def pretrain_settings(pcfg: PretrainConfig) -> dict[str, Any]:
 def _check_same_preset(path: Path, preset: dict[str, Any]) -> None:
     """Refuse to mix results of different settings under one work folder."""
     saved = json.loads(path.read_text()).get("preset")
+    if isinstance(saved, dict):
+        saved = SETTINGS_BEFORE | saved
     if json.loads(json.dumps(saved)) != json.loads(json.dumps(preset)):
         raise ValueError(f"{path}: made with other preset settings than this run's; "
                          "use another --work-dir or remove it")

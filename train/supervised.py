@@ -5,7 +5,6 @@ With ``init_encoder`` it fine-tunes a pretrained encoder end to end instead."""
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,7 @@ import torch
 from torch import nn
 
 from train.augment import AugmentConfig, augment
-from train.device import pick_device
+from train.device import autocast_context, autocast_dtype, pick_device
 from train.labelled_sets import LabelledSet
 from train.metrics import evaluate
 from train.models import ENCODER_PRESETS, Encoder, TileClassifier
@@ -33,7 +32,9 @@ class SupervisedConfig:
     ``init_encoder``: an encoder checkpoint to fine-tune (``preset`` is then unused);
     ``probe_first``: when fine-tuning, start from a linear probe trained on the frozen
     encoder's features (LP-FT) instead of a random head; ``device``: ``auto`` (CUDA when
-    available, with bfloat16 autocast), ``cpu`` or ``cuda``."""
+    available), ``cpu`` or ``cuda``; ``precision``: the forward pass's arithmetic as in
+    :func:`train.device.autocast_dtype` (``auto``: bfloat16 autocast on CUDA, float32 on a
+    CPU)."""
 
     preset: str = "tiny"
     steps: int = 400
@@ -46,6 +47,7 @@ class SupervisedConfig:
     init_encoder: str | None = None
     probe_first: bool = False
     device: str = "auto"
+    precision: str = "auto"
 
 
 @torch.no_grad()
@@ -75,6 +77,7 @@ def fit_supervised(train: LabelledSet, cfg: SupervisedConfig) -> TileClassifier:
     or from ``cfg.init_encoder``; returns the model (inputs (B, C, S, S) -> logits (B, K))."""
     torch.manual_seed(cfg.seed)
     dev = pick_device(cfg.device)
+    amp = autocast_dtype(dev, cfg.precision)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     k = len(train.classes)
     if cfg.init_encoder:
@@ -89,12 +92,11 @@ def fit_supervised(train: LabelledSet, cfg: SupervisedConfig) -> TileClassifier:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
     inputs = torch.from_numpy(train.inputs).to(dev)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
     model.train()
     for _ in range(cfg.steps):
         idx = torch.randint(len(inputs), (cfg.batch_size,), generator=gen, device=dev)
         x = augment(inputs[idx], cfg.augment, gen).contiguous(memory_format=torch.channels_last)
-        with autocast or nullcontext():
+        with autocast_context(dev, amp):
             logits = model(x)
         loss = loss_fn(logits.float(), labels[idx])
         if not torch.isfinite(loss):

@@ -226,6 +226,18 @@ def test_run_benchmark_end_to_end_and_cached(ai4mars_root, tmp_path, monkeypatch
     assert run_benchmark(wider, log=quiet) == wider_records
     assert run_benchmark(cfg, log=quiet) == records
 
+    # Files written before `precision` existed ran as 'auto', and are reused as such.
+    for m in E2E_METHODS:
+        path = result_path(work, "ai4mars", m, 0)
+        result = json.loads(path.read_text())
+        assert result["preset"].pop("precision") == "auto"
+        path.write_text(json.dumps(result))
+    for done_file in work.glob("seed0/*/done.json"):
+        old = json.loads(done_file.read_text())
+        assert old["settings"].pop("precision") == "auto"
+        done_file.write_text(json.dumps(old))
+    assert run_benchmark(cfg, log=quiet) == records
+
     # A cached encoder pretrained with other settings is refused, not reused.
     done = work / "seed0" / "simclr_on_ai4mars" / "done.json"
     saved = json.loads(done.read_text())
@@ -260,6 +272,7 @@ def test_overrides_take_the_type_of_the_preset_field():
     assert tb.parse_overrides(["supervised_steps=2000", "lr=5e-4", "encoder=small"]) == {
         "supervised_steps": 2000, "lr": 5e-4, "encoder": "small"}
     assert tb.parse_overrides([]) == {}
+    assert tb.parse_overrides(["precision=bf16"]) == {"precision": "bf16"}
     assert tb.parse_overrides(["mix=msl:0.8,ai4mars:0.1,hirise:0.1", "cluster_ks=8,16"]) == {
         "mix": (("msl", 0.8), ("ai4mars", 0.1), ("hirise", 0.1)), "cluster_ks": (8, 16)}
 
@@ -268,6 +281,7 @@ def test_overrides_take_the_type_of_the_preset_field():
     ("supervised_steps", "KEY=VALUE"), ("nope=1", "KEY=VALUE"), ("name=x", "KEY=VALUE"),
     ("seeds=1", "KEY=VALUE"), ("supervised_steps=many", "takes a int"),
     ("mix=mars:1", "unknown domain"), ("cluster_ks=8,x", "takes a list"),
+    ("precision=fp16", "precision takes one of auto, fp32, bf16"),
 ])
 def test_bad_overrides_are_refused(item, match):
     with pytest.raises(ValueError, match=match) as err:

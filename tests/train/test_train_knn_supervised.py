@@ -80,6 +80,14 @@ def test_supervised_learns_a_separable_case():
     assert sum(map(sum, m["confusion"])) == 20
 
 
+def test_supervised_learns_under_bf16_autocast_on_the_cpu():
+    train, val = bright_dark(24, seed=0), bright_dark(10, seed=1)
+    cfg = SupervisedConfig(steps=30, batch_size=16, seed=0, precision="bf16")
+    assert train_supervised(train, val, cfg, min_support=1)["accuracy"] > 0.9
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        train_supervised(train, val, SupervisedConfig(steps=1, precision="fp16"), min_support=1)
+
+
 def test_supervised_evaluates_the_same_model_on_extra_sets():
     train, val = bright_dark(24, seed=0), bright_dark(10, seed=1)
     swapped = LabelledSet(val.inputs, 1 - val.labels, val.groups, val.classes)
