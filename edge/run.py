@@ -8,6 +8,7 @@ bundle and the source and calls :func:`classify_frames`, which takes any iterabl
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from edge import __version__
 from edge.bundle import load_bundle
 from edge.classify import FrameClassifier, decode_ref, tile_records
 from edge.contact_sheet import write_contact_sheet
+from edge.cpu_info import cpu_info
 from edge.csv_output import CsvCodec, tile_columns
 from edge.decode import FrameError
 from edge.options import UNCERTAIN, ClassifyOptions, OptionsError
@@ -143,6 +145,8 @@ def classify_frames(
                   "sha256": bundle.manifest.sha256, "precision": bundle.manifest.precision},
         "options": options.to_json(),
         "tiling": key["tiling"],
+        # frames.jsonl's timings depend on the CPU's features, not only its name
+        "host": {"cpu": cpu_info().to_json(), "cpus": os.cpu_count()},
         "started": _now(),
         "resume_key": key,
     }

@@ -12,6 +12,7 @@ from edge_images import synthetic_frame, write_frame
 from tiny_model import CLASSES, make_tiny_bundle
 
 from edge.bundle import MODEL_FILE
+from edge.cpu_info import cpu_info
 from edge.preprocess import frame_to_tiles
 from edge.runners import make_runner
 from toolkit_cli.main import main
@@ -56,6 +57,7 @@ def test_all_good_exit_0_and_exact_fields(frames_dir, tmp_path, tiny_bundle):
     manifest = json.loads((tiny_bundle.path / "manifest.json").read_text())
     assert run["model"]["sha256"] == manifest["sha256"]
     assert run["summary"]["classified"] == 2 and run["summary"]["skipped"] == []
+    assert run["host"]["cpu"] == cpu_info().to_json() and run["host"]["cpus"] >= 1
 
 
 def test_boxes_in_original_pixels_for_512_frame(frames_dir, tmp_path, tiny_bundle):
