@@ -25,6 +25,20 @@ from edge.sources import FrameRef
 #: threads on a 2-core machine and set the p99 of every interleaved round.
 SETTLE_FRAMES = 3
 
+#: Seconds each turn waits before its settling frames, so that the thread pools of the model
+#: timed before (ONNX Runtime's, torch's OpenMP) stop spin-waiting and sleep. Measured on the
+#: AVX-512 VNNI machine, `edge export bench` at 2 threads: with the settling frames alone the
+#: fp32 and INT8 students' p99 was 4.7-7.1 ms, with a 0.2 s pause first 2.8-4.0 ms (the
+#: INT8 student's timed alone: 3.0 ms), their p50 within the runs' spread (docs/export.md).
+SETTLE_PAUSE_S = 0.2
+
+
+def settle(classifier: FrameClassifier, frames: list[FrameRef]) -> None:
+    """Start a timed turn: wait :data:`SETTLE_PAUSE_S`, then classify :data:`SETTLE_FRAMES`
+    of ``frames``, untimed."""
+    time.sleep(SETTLE_PAUSE_S)
+    time_classifier(classifier, frames[:SETTLE_FRAMES], 0, 1)
+
 
 @dataclass
 class BenchConfig:
@@ -126,7 +140,7 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
     The thread counts are timed interleaved: after ``warmup`` untimed frames each, every one
     of the ``repeats`` passes over the frames times each thread count once, in an order
     rotated by one each pass, so that a slow spell of a shared machine hits them alike;
-    each turn starts with :data:`SETTLE_FRAMES` untimed frames. Every frame is decoded from
+    each turn starts with :func:`settle`. Every frame is decoded from
     its file in every pass (the OS page cache keeps the bytes in memory, as a rover's frame
     buffer would); a video's frames count the decode time measured when they were read.
     """
@@ -142,7 +156,7 @@ def bench(bundle: Bundle, frames: list[FrameRef], config: BenchConfig) -> list[d
         k = r % len(order)
         for i in order[k:] + order[:k]:
             apply_thread_budget(config.threads[i])
-            _time_passes(classifiers[i], frames[:SETTLE_FRAMES], 0, 1, _Passes())  # untimed
+            settle(classifiers[i], frames)
             _time_passes(classifiers[i], frames, 0, 1, passes[i])
     cpu = cpu_info().describe()
     return [{"backend": config.backend, "threads": threads, **_summary(p), "cpu": cpu}
@@ -159,8 +173,8 @@ def time_interleaved(classifiers: list[tuple[str, FrameClassifier]], frames: lis
     """Per label, the :func:`time_classifier` result of each of ``rounds`` rounds: after
     ``warmup`` untimed frames each, every round times every classifier for ``repeats`` passes
     over ``frames``, in an order rotated by one each round, so that all of them see the same
-    load and no one always runs first; each turn starts with :data:`SETTLE_FRAMES` untimed
-    frames."""
+    load and no one always runs first; each turn starts with :func:`settle` (a pause, then
+    :data:`SETTLE_FRAMES` untimed frames)."""
     if not classifiers or rounds < 1:
         raise ValueError("interleaved timing needs at least one model and one round")
     for _, classifier in classifiers:
@@ -169,7 +183,7 @@ def time_interleaved(classifiers: list[tuple[str, FrameClassifier]], frames: lis
     for r in range(rounds):
         k = r % len(classifiers)
         for label, classifier in classifiers[k:] + classifiers[:k]:
-            time_classifier(classifier, frames[:SETTLE_FRAMES], 0, 1)  # untimed: see SETTLE_FRAMES
+            settle(classifier, frames)
             runs[label].append(time_classifier(classifier, frames, 0, repeats))
     return runs
 

@@ -122,3 +122,24 @@ def test_interleaved_rounds_rotate_the_order_and_take_medians(tiny_bundle, monke
     assert (a["tiles_per_s"], a["tiles_per_s_min"], a["tiles_per_s_max"]) == (200.0, 100.0, 300.0)
     assert b["tiles_per_s"] == 60.0
     assert b["speed_vs_first"] == 0.5  # median of 50/100, 60/300, 400/200
+
+
+def test_each_timed_turn_pauses_then_runs_untimed_frames(frames_dir, tiny_bundle, monkeypatch):
+    import edge.bench as eb
+
+    events = []
+    monkeypatch.setattr(eb.time, "sleep", lambda s: events.append(("sleep", s)))
+    real = eb._time_passes
+
+    def spy(classifier, frames, warmup, repeats, into):
+        events.append(("frames", len(frames)))
+        return real(classifier, frames, warmup, repeats, into)
+
+    monkeypatch.setattr(eb, "_time_passes", spy)
+    frames = list(open_source(frames_dir))
+    bench(tiny_bundle, frames, BenchConfig(threads=(1, 2), repeats=1, warmup=1))
+    settling = ("frames", min(eb.SETTLE_FRAMES, len(frames)))
+    # a warm-up pass per thread count, then per turn: the pause, the settling frames, the
+    # timed pass
+    turn = [("sleep", eb.SETTLE_PAUSE_S), settling, ("frames", len(frames))]
+    assert events == [("frames", 1)] * 2 + turn * 2 and eb.SETTLE_PAUSE_S > 0
