@@ -135,7 +135,24 @@ def bench_command(
         write_json_atomic(json_out, rows)
 
 
+def env_command(
+    json_out: bool = typer.Option(False, "--json", help="Print the facts as JSON instead."),
+) -> None:
+    """What this machine offers the runtime: versions, the CPU's features (int8 dot product,
+    bfloat16), whether TensorRT can run, whether torch is installed, the shipped bundles.
+
+    Example: edge env
+    """
+    import json
+
+    from edge.environment import environment_report, format_report
+
+    report = environment_report()
+    typer.echo(json.dumps(report, indent=2) if json_out else format_report(report))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``classify`` and ``bench`` to the root app."""
+    """Add ``classify``, ``bench`` and ``env`` to the root app."""
     app.command("classify")(classify_command)
     app.command("bench")(bench_command)
+    app.command("env")(env_command)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from edge.cpu_info import cpu_info
+from edge.cpu_info import BF16_FEATURES, cpu_info
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -34,9 +34,8 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 #: float32 on a CPU), ``fp32`` (none) or ``bf16`` (bfloat16 autocast on either device).
 PRECISIONS = ("auto", "fp32", "bf16")
 
-#: CPU features with native bfloat16 dot products. Without them, bfloat16 autocast on a CPU
-#: is emulated: on an AVX2-only machine of this workplace a training step ran 17x slower.
-CPU_BF16_FEATURES = ("amx_bf16", "avx512_bf16")
+#: CPU features with native bfloat16 arithmetic (:data:`edge.cpu_info.BF16_FEATURES`).
+CPU_BF16_FEATURES = BF16_FEATURES
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
