@@ -10,6 +10,7 @@ every speed figure the toolkit records names the features too.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,11 @@ class CpuInfo:
     machine: str
     features: tuple[str, ...]
     int8_dot: str | None
+
+    @property
+    def native_bf16(self) -> tuple[str, ...]:
+        """Those of :data:`BF16_FEATURES` the CPU has (empty: bfloat16 is emulated)."""
+        return tuple(f for f in BF16_FEATURES if f in self.features)
 
     def describe(self) -> str:
         """One line for a report: name, machine, features and the int8 dot product."""
@@ -87,6 +93,14 @@ def cpu_info() -> CpuInfo:
     except OSError:
         text = ""
     return parse_cpuinfo(text, machine, fallback_name=platform.processor())
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask; all cores where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def cpu_name() -> str:

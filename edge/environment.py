@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from edge import __version__
 from edge.bundle import MODELS_DIR
-from edge.cpu_info import BF16_FEATURES, CpuInfo, cpu_info
+from edge.cpu_info import CpuInfo, cpu_info, usable_cpus
 
 
 def int8_note(info: CpuInfo) -> str:
@@ -39,9 +39,9 @@ def int8_note(info: CpuInfo) -> str:
 
 def bf16_note(info: CpuInfo) -> str:
     """What the CPU's features mean for bfloat16 training (``--precision bf16``)."""
-    native = [f for f in BF16_FEATURES if f in info.features]
-    if native:
-        return f"native bfloat16 ({', '.join(native)}): --precision bf16 can speed training"
+    if info.native_bf16:
+        return (f"native bfloat16 ({', '.join(info.native_bf16)}): --precision bf16 can speed "
+                "training")
     return ("no native bfloat16: keep training in float32 (bf16 autocast would be emulated, "
             "much slower; docs/results/throughput.md)")
 
@@ -64,10 +64,6 @@ def shipped_bundles() -> list[str]:
 def environment_report() -> dict[str, Any]:
     """The facts ``edge env`` prints, as a JSON-ready dict."""
     info = cpu_info()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count()
     return {
         "edge": __version__,
         "python": sys.version.split()[0],
@@ -79,7 +75,7 @@ def environment_report() -> dict[str, Any]:
         "cpu": info.to_json(),
         "cpu_line": info.describe(),
         "cpus": os.cpu_count(),
-        "cpus_usable": usable,
+        "cpus_usable": usable_cpus(),
         "int8": int8_note(info),
         "bf16": bf16_note(info),
         "tensorrt": tensorrt_line(),

@@ -13,14 +13,13 @@ the runtime dependencies (onnxruntime, numpy), not the ``onnx`` package.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from edge.cpu_info import cpu_name
+from edge.cpu_info import cpu_name, usable_cpus
 
 DEFAULT_SIZE = 384
 DEFAULT_REPEATS = 12
@@ -132,9 +131,5 @@ def measure_host(threads: int = 1, size: int = DEFAULT_SIZE,
     return result
 
 
-def host_cpus() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+#: CPU cores this process may run on (:func:`edge.cpu_info.usable_cpus`).
+host_cpus = usable_cpus

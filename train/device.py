@@ -34,19 +34,20 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 #: float32 on a CPU), ``fp32`` (none) or ``bf16`` (bfloat16 autocast on either device).
 PRECISIONS = ("auto", "fp32", "bf16")
 
-#: CPU features with native bfloat16 arithmetic (:data:`edge.cpu_info.BF16_FEATURES`).
-CPU_BF16_FEATURES = BF16_FEATURES
+def check_precision(precision: str) -> None:
+    """Raise ValueError naming the choices unless ``precision`` is one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The dtype of ``torch.autocast`` for training on ``device``, or None for float32.
 
     ``auto`` keeps a CPU in float32: it is reproducible on every CPU, and bfloat16 is only
-    faster where the CPU has :data:`CPU_BF16_FEATURES` (measured 1.4-1.8x there; see
-    docs/results/throughput.md). Raises ValueError for an unknown ``precision``.
+    faster where the CPU has :data:`edge.cpu_info.BF16_FEATURES` (measured 1.4-1.8x there;
+    see docs/results/throughput.md). Raises ValueError for an unknown ``precision``.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     return torch.bfloat16
@@ -61,9 +62,8 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Any:
 
 def cpu_precision_note() -> str:
     """What bfloat16 autocast means on this CPU: native or emulated (a line for the log)."""
-    info = cpu_info()
-    native = [f for f in CPU_BF16_FEATURES if f in info.features]
+    native = cpu_info().native_bf16
     if native:
         return f"bfloat16 autocast on the CPU, native ({', '.join(native)})"
     return ("warning: bfloat16 autocast on a CPU without native bfloat16 "
-            f"({' or '.join(CPU_BF16_FEATURES)}): emulated, likely slower than --precision fp32")
+            f"({' or '.join(BF16_FEATURES)}): emulated, likely slower than --precision fp32")

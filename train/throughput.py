@@ -16,7 +16,7 @@ import torch
 
 from edge.cpu_info import cpu_info
 from train.augment import AugmentConfig, augment
-from train.device import PRECISIONS, autocast_context, autocast_dtype
+from train.device import autocast_context, autocast_dtype, check_precision
 from train.losses import nt_xent
 from train.models import ENCODER_PRESETS, Encoder, ProjectionHead
 
@@ -57,8 +57,7 @@ def training_throughput(preset: str, tile_pixels: int = 32, batch_size: int = 25
                          f"(got {batch_size}, {steps}, {warmup}, {tile_pixels})")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    check_precision(precision)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")

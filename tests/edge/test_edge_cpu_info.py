@@ -1,8 +1,9 @@
 """edge.cpu_info: the CPU features that speed figures are recorded with."""
 
 import json
+import os
 
-from edge.cpu_info import CpuInfo, cpu_info, cpu_name, parse_cpuinfo
+from edge.cpu_info import CpuInfo, cpu_info, cpu_name, parse_cpuinfo, usable_cpus
 
 # Two x86 processors as /proc/cpuinfo lists them (shortened): the first block counts.
 ZEN4 = """processor\t: 0
@@ -41,6 +42,7 @@ def test_same_name_different_int8_hardware_is_told_apart():
     assert zen4.features == ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
     assert "int8 dot product: avx512_vnni" in zen4.describe()
     assert "int8 dot product: none" in avx2.describe()
+    assert zen4.native_bf16 == ("avx512_bf16",) and avx2.native_bf16 == ()
 
 
 def test_amx_ranks_above_vnni():
@@ -68,5 +70,6 @@ def test_this_machine_is_json_ready_and_cached():
     info = cpu_info()
     assert cpu_info() is info
     assert cpu_name() == info.name
+    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)
     record = json.loads(json.dumps(info.to_json()))
     assert record["name"] == info.name and record["features"] == list(info.features)
